@@ -25,7 +25,7 @@ pub use engine::{default_threads, Engine, EngineOptions};
 pub use error::{ModelError, Result};
 pub use format::{
     fold_tools_into_messages, parse, tool_grammar, tool_instructions, FormatError, GrammarOptions,
-    ParseEvent, Parsed, StreamParser, ToolChoice, ToolFormat, ToolGrammar,
+    ParseEvent, Parsed, StreamParser, ToolChoice, ToolFormat, ToolGrammar, MAX_ITEMS_WHEN_CAPPED,
 };
 pub use info::{ModelInfo, SpecialToken};
 pub use resolve::{ModelRef, Resolver, DEFAULT_MODEL, MODEL_ENV};

@@ -98,6 +98,13 @@ pub trait ToolFn: Send + Sync {
     type Args: ToolArgs;
     /// Runs the tool with validated, deserialized arguments.
     async fn run(&self, args: Self::Args, ctx: &ToolContext) -> Result<ToolOutput, ToolError>;
+
+    /// The argument schema; by default the argument type's. A tool may narrow it to what
+    /// this instance accepts (web_fetch limited to its allow-list, say), and the narrower
+    /// schema is what arguments are validated against and what the call grammar enforces.
+    fn parameters(&self) -> Value {
+        Self::Args::parameters()
+    }
 }
 
 #[async_trait]
@@ -111,7 +118,7 @@ impl<T: ToolFn> Tool for T {
     }
 
     fn parameters(&self) -> Value {
-        T::Args::parameters()
+        ToolFn::parameters(self)
     }
 
     async fn call(&self, arguments: Value, ctx: &ToolContext) -> Result<ToolOutput, ToolError> {

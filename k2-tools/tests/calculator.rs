@@ -139,3 +139,38 @@ async fn the_tool_reports_results_and_errors() {
         Err(ToolError::InvalidArguments { .. })
     ));
 }
+
+#[test]
+fn the_schema_pattern_admits_arithmetic_and_every_known_name_only() {
+    use k2_tools::builtin::NAMES;
+    use k2_tools::Tool;
+    let schema = Calculator.parameters();
+    let admits = |e: &str| {
+        k2_tools::violations(&schema, &json!({ "expression": e }))
+            .unwrap()
+            .is_empty()
+    };
+    for e in [
+        "1 + 2 * 3",
+        "2**3**2",
+        "-7 mod 3",
+        "20!",
+        "25% * 80",
+        "1e3 + 2.5E-1",
+        "1_000_000 / 8",
+        "sqrt(2) * sin(pi/4)",
+        "log(8, 2) + atan2(1, 1) + 2π",
+    ] {
+        assert!(admits(e), "{e}");
+    }
+    for name in NAMES {
+        // Each name the pattern admits is one the calculator knows.
+        let e = format!("{name}(1)");
+        let unknown = |e: &str| matches!(evaluate(e), Err(CalcError::UnknownName(_)));
+        let known = !unknown(&e) || !unknown(name);
+        assert!(known && admits(&e), "{name}");
+    }
+    for e in ["the answer", "import os", "x + 1", "", "python"] {
+        assert!(!admits(e), "{e}");
+    }
+}

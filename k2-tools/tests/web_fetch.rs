@@ -238,3 +238,78 @@ async fn oversized_bodies_are_cut_with_a_marker_and_slow_servers_time_out() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Records the names it is asked for and resolves them to one fixed address.
+struct Recording(SocketAddr, std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl Resolve for Recording {
+    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        self.1.lock().unwrap().push(host.to_string());
+        Ok(vec![SocketAddr::new(self.0.ip(), port)])
+    }
+}
+
+#[tokio::test]
+async fn only_allowed_reaches_the_list_and_never_looks_up_other_names() {
+    let s = serve(|_| ok("text/plain", "local"));
+    let resolver = Arc::new(Recording(s.addr, Default::default()));
+    let tool = WebFetch::new()
+        .allow(&s.addr.to_string())
+        .allow("docs.internal")
+        .only_allowed()
+        .with_resolver(resolver.clone());
+    // Listed: by address and by name (the name resolves to the local server).
+    let out = fetch(&tool, &format!("http://{}/", s.addr)).await.unwrap();
+    assert!(out.text.ends_with("\n\nlocal"), "{}", out.text);
+    let url = format!("http://docs.internal:{}/", s.addr.port());
+    assert!(fetch(&tool, &url).await.unwrap().text.ends_with("local"));
+    // Not listed: refused by the decision, before any lookup or connection.
+    let why = refused(fetch(&tool, "https://www.example.com/").await);
+    assert!(why.contains("only allow-listed"), "{why}");
+    let why = refused(fetch(&tool, "http://93.184.216.34/").await);
+    assert!(why.contains("only allow-listed"), "{why}");
+    let other_port = format!("http://127.0.0.1:{}/", s.addr.port().wrapping_add(1));
+    assert!(refused(fetch(&tool, &other_port).await).contains("only allow-listed"));
+    assert_eq!(*resolver.1.lock().unwrap(), ["docs.internal"]);
+    assert_eq!(s.hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn only_allowed_narrows_the_schema_to_the_reachable_origins() {
+    let open = WebFetch::new().allow("127.0.0.1:8080");
+    let only = open
+        .clone()
+        .allow("10.0.0.5")
+        .allow("docs.internal")
+        .allow("http://127.0.0.2:9000")
+        .allow("https://wiki.internal")
+        .only_allowed();
+    let pattern = |t: &WebFetch| t.parameters()["properties"]["url"]["pattern"].clone();
+    assert_eq!(pattern(&open), json!(r#"^https?://[^ "\\]{1,1000}$"#));
+    let schema = only.parameters();
+    let check = |url: &str| k2_tools::violations(&schema, &json!({ "url": url })).unwrap();
+    for ok in [
+        "http://127.0.0.1:8080/",
+        "http://127.0.0.1:8080",
+        "https://10.0.0.5:8443/a/b?c=d",
+        "http://docs.internal/solar.html",
+        "http://127.0.0.2:9000/x.html",
+        "https://wiki.internal/",
+        "https://wiki.internal:443/page",
+    ] {
+        assert!(check(ok).is_empty(), "{ok}: {:?}", check(ok));
+    }
+    for bad in [
+        "http://127.0.0.1:8081/",
+        "http://127.0.0.1:80800/",
+        "http://127.0.0.1.evil.test:8080/",
+        "http://docs.internal.evil.test/",
+        "http://www.example.com/",
+        "ftp://docs.internal/",
+        "https://127.0.0.2:9000/",
+        "http://wiki.internal/",
+    ] {
+        assert!(!check(bad).is_empty(), "{bad} should not match {schema}");
+    }
+}

@@ -27,8 +27,7 @@ use crate::backend::{parse_tool_calls, ChatModel, EventStream};
 use crate::chat::{ChatRequest, Completion, GenerateOptions};
 use crate::error::{ModelError, Result};
 use crate::format::{
-    fold_tools_into_messages, tool_grammar, GrammarOptions, StreamParser, ToolChoice, ToolFormat,
-    ToolGrammar,
+    fold_tools_into_messages, tool_grammar, GrammarOptions, StreamParser, ToolFormat, ToolGrammar,
 };
 use crate::info::{ModelInfo, SpecialToken};
 use crate::template::{ChatTemplate, TemplateInput};
@@ -366,17 +365,18 @@ impl Engine {
     /// Renders a chat request into the prompt this engine will evaluate. Templates that handle
     /// tools get them as they are; for the others the tools are folded into the messages
     /// (see [`crate::fold_tools_into_messages`]).
+    ///
+    /// The tools are declared whatever the `tool_choice`, as OpenAI-compatible servers do:
+    /// `none` forbids calls (no grammar) but keeps the prompt, so an agent's closing turn
+    /// without tools reuses the KV cache of the steps before it. To leave tools out of the
+    /// prompt, send none.
     pub fn prompt_for(&self, request: &ChatRequest) -> Result<String> {
         let template = self.template().ok_or(ModelError::NoTemplate)?;
-        let offer = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        let (messages, tools) = if offer && !template.supports_tools() {
-            let folded =
-                fold_tools_into_messages(&request.messages, &request.tools, &request.tool_choice);
+        let (messages, tools) = if !request.tools.is_empty() && !template.supports_tools() {
+            let folded = fold_tools_into_messages(&request.messages, &request.tools);
             (folded, Vec::new())
-        } else if offer {
-            (request.messages.clone(), request.tools.clone())
         } else {
-            (request.messages.clone(), Vec::new())
+            (request.messages.clone(), request.tools.clone())
         };
         template.render(&TemplateInput {
             messages,
@@ -421,11 +421,14 @@ impl ChatModel for Engine {
             options.grammar = self.grammar_for(&request)?;
         }
         let raw = self.generate(&prompt, options).await?;
-        if request.tools.is_empty() || request.tool_choice == ToolChoice::None {
+        // Parsed even under `tool_choice: none`: a call the model writes anyway is reported
+        // as a call, not passed off as answer text.
+        if request.tools.is_empty() {
             return Ok(raw);
         }
-        let parser = StreamParser::new(self.inner.tool_format)
-            .with_known_tools(request.tools.iter().map(|t| t.name.clone()));
+        // Names are not checked here: a call of an unknown tool is still a call, which the
+        // caller answers with the list of real ones, and the calls after it are not lost.
+        let parser = StreamParser::new(self.inner.tool_format);
         Ok(parse_tool_calls(raw, parser))
     }
 }

@@ -53,7 +53,8 @@ pub struct GrammarOptions {
     /// Allow several calls in one reply; otherwise exactly one.
     pub parallel: bool,
     /// Cap string arguments that have no `maxLength` (and no enum, pattern or format) at this
-    /// many characters. Small models sometimes loop inside a string until the token budget
+    /// many characters, and arrays that have no `maxItems` at [`MAX_ITEMS_WHEN_CAPPED`]
+    /// items. Small models sometimes loop inside a string or a list until the token budget
     /// runs out; a cap makes every call close. Calls stay schema-valid.
     pub max_string: Option<usize>,
 }
@@ -124,7 +125,7 @@ pub fn tool_grammar(
         let prefix = format!("t{i}-");
         let mut params = tool.parameters.clone();
         if let Some(max) = options.max_string {
-            cap_strings(&mut params, max);
+            cap_sizes(&mut params, max);
         }
         let schema = serde_json::to_string(&params).map_err(|e| grammar_err(tool, e))?;
         let args =
@@ -203,11 +204,14 @@ pub fn tool_grammar(
 }
 
 /// Adds `maxLength` to every free-form string schema inside `schema`.
-fn cap_strings(schema: &mut serde_json::Value, max: usize) {
+/// The array length cap that comes with [`GrammarOptions::max_string`].
+pub const MAX_ITEMS_WHEN_CAPPED: usize = 16;
+
+fn cap_sizes(schema: &mut serde_json::Value, max: usize) {
     use serde_json::Value;
     let Value::Object(obj) = schema else {
         if let Value::Array(items) = schema {
-            items.iter_mut().for_each(|s| cap_strings(s, max));
+            items.iter_mut().for_each(|s| cap_sizes(s, max));
         }
         return;
     };
@@ -222,9 +226,18 @@ fn cap_strings(schema: &mut serde_json::Value, max: usize) {
     if is_string && !constrained {
         obj.insert("maxLength".into(), max.into());
     }
+    let is_array = match obj.get("type") {
+        Some(Value::String(t)) => t == "array",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "array"),
+        _ => false,
+    };
+    let at_least = obj.get("minItems").and_then(Value::as_u64).unwrap_or(0) as usize;
+    if is_array && !obj.contains_key("maxItems") && at_least <= MAX_ITEMS_WHEN_CAPPED {
+        obj.insert("maxItems".into(), MAX_ITEMS_WHEN_CAPPED.into());
+    }
     for key in ["properties", "$defs", "definitions", "patternProperties"] {
         if let Some(Value::Object(children)) = obj.get_mut(key) {
-            children.values_mut().for_each(|s| cap_strings(s, max));
+            children.values_mut().for_each(|s| cap_sizes(s, max));
         }
     }
     for key in [
@@ -237,7 +250,7 @@ fn cap_strings(schema: &mut serde_json::Value, max: usize) {
         "not",
     ] {
         if let Some(child) = obj.get_mut(key) {
-            cap_strings(child, max);
+            cap_sizes(child, max);
         }
     }
 }
@@ -361,20 +374,30 @@ mod tests {
     }
 
     #[test]
-    fn caps_only_free_form_strings() {
+    fn caps_only_free_form_strings_and_lists() {
         let mut schema = serde_json::json!({"type": "object", "properties": {
             "a": {"type": "string"},
             "b": {"type": "string", "enum": ["x"]},
             "c": {"type": "array", "items": {"type": ["string", "null"]}},
             "d": {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "string", "format": "date"}]}
         }});
-        cap_strings(&mut schema, 10);
+        cap_sizes(&mut schema, 10);
         let p = &schema["properties"];
         assert_eq!(p["a"]["maxLength"], 10);
         assert!(p["b"].get("maxLength").is_none());
         assert_eq!(p["c"]["items"]["maxLength"], 10);
         assert_eq!(p["d"]["anyOf"][0]["maxLength"], 3);
         assert!(p["d"]["anyOf"][1].get("maxLength").is_none());
+        assert_eq!(p["c"]["maxItems"], MAX_ITEMS_WHEN_CAPPED);
+        let mut bounded = serde_json::json!({"type": "array", "maxItems": 3, "items": {}});
+        cap_sizes(&mut bounded, 10);
+        assert_eq!(bounded["maxItems"], 3);
+        let mut long = serde_json::json!({"type": "array", "minItems": 20, "items": {}});
+        cap_sizes(&mut long, 10);
+        assert!(
+            long.get("maxItems").is_none(),
+            "a cap below minItems would be unsatisfiable"
+        );
     }
 
     #[test]

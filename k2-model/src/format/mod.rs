@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use self::core::Core;
 pub use self::error::FormatError;
-pub use self::grammar::{tool_grammar, GrammarOptions, ToolChoice, ToolGrammar};
+pub use self::grammar::{
+    tool_grammar, GrammarOptions, ToolChoice, ToolGrammar, MAX_ITEMS_WHEN_CAPPED,
+};
 pub use self::prompt::{fold_tools_into_messages, tool_instructions};
 use crate::chat::ToolCall;
 

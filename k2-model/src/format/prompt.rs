@@ -7,10 +7,13 @@
 
 use super::ToolFormat;
 use crate::chat::{Message, Role, ToolSpec};
-use crate::format::ToolChoice;
 
 /// The system text that declares `tools` and how to call them (Hermes markup).
-pub fn tool_instructions(tools: &[ToolSpec], choice: &ToolChoice) -> String {
+///
+/// It does not depend on `tool_choice`: an agent changes the choice between steps (a forced
+/// first call, a closing turn without tools) and the system message, the very start of the
+/// KV cache, must stay the same for the cache to be reused. The grammar enforces the choice.
+pub fn tool_instructions(tools: &[ToolSpec]) -> String {
     let mut s = String::from(
         "You can call functions (tools) to help answer. The available tools, as JSON Schema \
          signatures, are within <tools></tools>:\n<tools>\n",
@@ -23,15 +26,10 @@ pub fn tool_instructions(tools: &[ToolSpec], choice: &ToolChoice) -> String {
         "</tools>\nTo call a tool, reply with a JSON object inside <tool_call></tool_call> tags:\n\
          <tool_call>\n{\"name\": <tool name>, \"arguments\": <arguments object>}\n</tool_call>\n\
          You may call several tools in one reply. Tool results come back inside \
-         <tool_response></tool_response> tags.",
+         <tool_response></tool_response> tags. Arguments must satisfy the schema: its types, \
+         required fields, enums, minimum and maximum. When you can answer without a tool, \
+         answer directly.",
     );
-    match choice {
-        ToolChoice::Required => s.push_str(" You must call a tool now."),
-        ToolChoice::Named(name) => s.push_str(&format!(" You must call the tool `{name}` now.")),
-        ToolChoice::Auto | ToolChoice::None => {
-            s.push_str(" When you can answer without a tool, answer directly.")
-        }
-    }
     s
 }
 
@@ -39,14 +37,10 @@ pub fn tool_instructions(tools: &[ToolSpec], choice: &ToolChoice) -> String {
 /// declarations join the system message, assistant calls become Hermes text, and consecutive
 /// tool results become one user message (templates that insist on alternating roles accept
 /// that).
-pub fn fold_tools_into_messages(
-    messages: &[Message],
-    tools: &[ToolSpec],
-    choice: &ToolChoice,
-) -> Vec<Message> {
+pub fn fold_tools_into_messages(messages: &[Message], tools: &[ToolSpec]) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::with_capacity(messages.len() + 1);
-    let declare = !tools.is_empty() && *choice != ToolChoice::None;
-    let instructions = tool_instructions(tools, choice);
+    let declare = !tools.is_empty();
+    let instructions = tool_instructions(tools);
     let mut rest = messages;
     match messages.first() {
         Some(first) if first.role == Role::System => {
@@ -119,7 +113,7 @@ mod tests {
             Message::tool_result(&call, "3"),
             Message::tool_result(&call, "3"),
         ];
-        let out = fold_tools_into_messages(&msgs, &tools, &ToolChoice::Auto);
+        let out = fold_tools_into_messages(&msgs, &tools);
         assert_eq!(out.len(), 4);
         assert_eq!(out[0].role, Role::System);
         assert!(out[0].content.contains(r#""name":"add""#));

@@ -11,6 +11,7 @@ mod parse;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::{ToolArgs, ToolContext, ToolError, ToolFn, ToolOutput};
 
@@ -95,9 +96,31 @@ pub struct CalculatorArgs {
 #[derive(Debug, Clone, Default)]
 pub struct Calculator;
 
+/// Every name a calculator expression may use: the functions, then the constants.
+pub const NAMES: &[&str] = &[
+    "sqrt", "cbrt", "root", "abs", "floor", "ceil", "round", "trunc", "min", "max", "gcd", "lcm",
+    "ln", "log", "log2", "log10", "exp", "sin", "cos", "tan", "asin", "acos", "atan", "atan2",
+    "sinh", "cosh", "tanh", "deg", "rad", "pi", "e", "tau", "phi",
+];
+
 #[async_trait]
 impl ToolFn for Calculator {
     type Args = CalculatorArgs;
+
+    /// The expression's schema spells out the vocabulary (digits, operators, [`NAMES`]), so
+    /// the call grammar keeps even a small model to arithmetic, and words are refused before
+    /// evaluation with the schema's message.
+    fn parameters(&self) -> Value {
+        let mut schema = CalculatorArgs::parameters();
+        if let Some(expression) = schema.pointer_mut("/properties/expression") {
+            let pattern = format!(
+                "^([0-9._ eE+*/^!%(),-]|mod|π|{}){{1,200}}$",
+                NAMES.join("|")
+            );
+            expression["pattern"] = Value::String(pattern);
+        }
+        schema
+    }
 
     async fn run(&self, args: CalculatorArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         let value = evaluate(&args.expression)

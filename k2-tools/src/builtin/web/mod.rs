@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub use html::{extract, Page};
 pub use policy::{decide, forbidden_reason, AllowList};
@@ -46,6 +46,8 @@ impl Resolve for SystemResolver {
 #[tool(name = "web_fetch")]
 pub struct WebFetchArgs {
     /// The http(s) URL to fetch.
+    // The pattern also goes into the call grammar, so even a small model writes a URL.
+    #[schemars(regex(pattern = r#"^https?://[^ "\\]{1,1000}$"#))]
     pub url: String,
 }
 
@@ -102,6 +104,14 @@ impl WebFetch {
         self
     }
 
+    /// Reaches nothing but the allow-listed destinations: no public internet, and host names
+    /// that are not listed are refused without a DNS lookup. For agents that must stay on an
+    /// intranet or on this machine.
+    pub fn only_allowed(mut self) -> Self {
+        self.allow.only_listed();
+        self
+    }
+
     /// Uses another resolver (tests: a stub that never touches the network).
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> Self {
         self.resolver = resolver;
@@ -121,6 +131,13 @@ impl WebFetch {
         let candidates: Vec<SocketAddr> = match url.host() {
             Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
             Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
+            Some(url::Host::Domain(d))
+                if self.allow.is_exclusive() && !self.allow.lists_host(d) =>
+            {
+                return Err(self.fail(format!(
+                    "refusing `{d}`: only allow-listed destinations may be reached"
+                )))
+            }
             Some(url::Host::Domain(d)) => self
                 .resolver
                 .resolve(d, port)
@@ -229,6 +246,19 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[async_trait]
 impl ToolFn for WebFetch {
     type Args = WebFetchArgs;
+
+    /// With [`only_allowed`](WebFetch::only_allowed), the `url` pattern lists the reachable
+    /// origins, so a constrained model can only write URLs this tool will fetch.
+    fn parameters(&self) -> Value {
+        let mut schema = WebFetchArgs::parameters();
+        if let (Some(pattern), Some(url)) = (
+            self.allow.url_pattern(),
+            schema.pointer_mut("/properties/url"),
+        ) {
+            url["pattern"] = Value::String(pattern);
+        }
+        schema
+    }
 
     async fn run(&self, args: WebFetchArgs, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
         let (url, status, content_type, body, cut) =

@@ -85,19 +85,41 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
-/// What the caller lets through despite the rules: exact IPs, IP:port pairs or host names.
+/// An origin entry: scheme, host as written in the URL, port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+/// What the caller lets through despite the rules: exact IPs, IP:port pairs, host names or
+/// origins (`http://127.0.0.1:8080`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     ips: Vec<IpAddr>,
     sockets: Vec<SocketAddr>,
     hosts: Vec<String>,
+    origins: Vec<Origin>,
+    only: bool,
 }
 
 impl AllowList {
-    /// Adds an entry: `10.0.0.5`, `127.0.0.1:8080`, `[::1]:80` or a host name
-    /// (`intranet.example`), which then may resolve to a private address.
+    /// Adds an entry: `10.0.0.5`, `127.0.0.1:8080`, `[::1]:80`, a host name
+    /// (`intranet.example`, which then may resolve to a private address) or an origin
+    /// (`http://127.0.0.1:8080`: that scheme, host and port only).
     pub fn add(&mut self, entry: &str) {
-        if let Ok(sa) = entry.parse::<SocketAddr>() {
+        // Only with "://": `localhost:8080` would parse as a URL with scheme `localhost`.
+        let origin = entry.contains("://").then(|| url::Url::parse(entry).ok());
+        if let Some(Some(u)) = origin {
+            if let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) {
+                self.origins.push(Origin {
+                    scheme: u.scheme().to_string(),
+                    host: host.to_ascii_lowercase(),
+                    port,
+                });
+            }
+        } else if let Ok(sa) = entry.parse::<SocketAddr>() {
             self.sockets.push(sa);
         } else if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<IpAddr>() {
             self.ips.push(ip);
@@ -106,18 +128,98 @@ impl AllowList {
         }
     }
 
+    /// Refuses everything but the entries, public addresses included; host names that are
+    /// not entries are then refused before they are even resolved.
+    pub fn only_listed(&mut self) {
+        self.only = true;
+    }
+
+    /// Whether only the entries may be reached (see [`only_listed`](Self::only_listed)).
+    pub fn is_exclusive(&self) -> bool {
+        self.only
+    }
+
+    /// When only the entries may be reached: a regular expression (JSON Schema `pattern`
+    /// syntax) matching exactly the http(s) URLs on them.
+    pub fn url_pattern(&self) -> Option<String> {
+        if !self.only {
+            return None;
+        }
+        let any_port = "(:[0-9]{1,5})?";
+        let web = |rest: String| format!("https?://{rest}");
+        let mut origins: Vec<String> = self
+            .sockets
+            .iter()
+            .map(|s| web(escape(&s.to_string())))
+            .collect();
+        for ip in &self.ips {
+            let ip = match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            origins.push(web(format!("{}{any_port}", escape(&ip))));
+        }
+        origins.extend(
+            self.hosts
+                .iter()
+                .map(|h| web(format!("{}{any_port}", escape(h)))),
+        );
+        for o in &self.origins {
+            let default = url::Url::parse(&format!("{}://x", o.scheme))
+                .ok()
+                .and_then(|u| u.port_or_known_default());
+            let port = match default == Some(o.port) {
+                true => format!("(:{})?", o.port),
+                false => format!(":{}", o.port),
+            };
+            origins.push(format!("{}://{}{port}", escape(&o.scheme), escape(&o.host)));
+        }
+        if origins.is_empty() {
+            // Nothing may be reached; a pattern nothing matches says so.
+            return Some("^$.".into());
+        }
+        Some(format!("^({})(/[^ \"\\\\]{{0,1000}})?$", origins.join("|")))
+    }
+
+    /// Whether `host` is an entry by name.
+    pub fn lists_host(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
     /// Whether connecting to `addr` (for a URL naming `host`) is allowed by an entry.
     pub fn allows(&self, host: &str, addr: SocketAddr) -> bool {
+        let origin = |o: &Origin| {
+            o.port == addr.port()
+                && (o.host.eq_ignore_ascii_case(host)
+                    || o.host.trim_matches(['[', ']']).parse() == Ok(addr.ip()))
+        };
         self.sockets.contains(&addr)
             || self.ips.contains(&addr.ip())
-            || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            || self.lists_host(host)
+            || self.origins.iter().any(origin)
     }
+}
+
+/// `text` with regular-expression metacharacters escaped.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The decision for one resolved address: `Ok` to connect, or the reason not to.
 pub fn decide(host: &str, addr: SocketAddr, allow: &AllowList) -> Result<(), String> {
     match forbidden_reason(addr.ip()) {
-        Some(_) if allow.allows(host, addr) => Ok(()),
+        _ if allow.allows(host, addr) => Ok(()),
+        _ if allow.only => Err(format!(
+            "refusing to connect to {addr} for host `{host}`: only allow-listed destinations \
+             may be reached"
+        )),
         Some(reason) => Err(format!(
             "refusing to connect to {addr} ({reason}) for host `{host}`; allow-list it to permit"
         )),
@@ -192,5 +294,10 @@ mod tests {
         assert!(decide("intranet.test", sa("10.9.9.9:80"), &allow).is_ok());
         assert!(decide("other.test", sa("10.9.9.9:80"), &allow).is_err());
         assert!(decide("public.test", sa("93.184.216.34:80"), &AllowList::default()).is_ok());
+        allow.only_listed();
+        assert!(decide("public.test", sa("93.184.216.34:80"), &allow).is_err());
+        assert!(decide("x", sa("127.0.0.1:8081"), &allow).is_err());
+        assert!(decide("x", sa("127.0.0.1:8080"), &allow).is_ok());
+        assert!(decide("intranet.test", sa("10.9.9.9:80"), &allow).is_ok());
     }
 }
