@@ -376,15 +376,16 @@ async fn drive(ctx: &Ctx, mut state: State) -> Result<Outcome> {
             }
         };
         let started_turn = Instant::now();
+        // Under `none` (the closing turn included) calls the model writes anyway are not run.
+        let tools_on = choice != ToolChoice::None;
         let completion = generate(ctx, &state.messages, choice, max_tokens, step).await?;
         let model_time = started_turn.elapsed();
-        // The closing turn's calls, if the model writes any regardless, are not run.
-        let calls = match closing {
-            Some(_) => Vec::new(),
-            None => completion.tool_calls.clone(),
+        let calls = match tools_on {
+            true => completion.tool_calls.clone(),
+            false => Vec::new(),
         };
-        let malformed = match (&closing, &completion.malformed) {
-            (None, Some(e)) => Some(format!(
+        let malformed = match (tools_on, &completion.malformed) {
+            (true, Some(e)) => Some(format!(
                 "Your tool call could not be read: {e}. Write each call exactly in the format \
                  you were given, or answer without calling a tool."
             )),
@@ -470,7 +471,7 @@ async fn generate(
     step: usize,
 ) -> Result<Completion> {
     let s = &ctx.settings;
-    let closing = tool_choice == ToolChoice::None;
+    let tools_off = tool_choice == ToolChoice::None;
     let request = ChatRequest {
         messages: messages.to_vec(),
         tools: s.specs.clone(),
@@ -498,7 +499,7 @@ async fn generate(
             None => return Err(model_error(ModelError::EngineStopped)),
             Some(Err(e)) => return Err(model_error(e)),
             Some(Ok(ChatEvent::Delta(text))) => ctx.emit(AgentEvent::Delta { step, text }),
-            Some(Ok(ChatEvent::ToolCall(call))) if !closing => {
+            Some(Ok(ChatEvent::ToolCall(call))) if !tools_off => {
                 ctx.emit(AgentEvent::ToolCall { step, call })
             }
             Some(Ok(ChatEvent::Done(done))) if done.finish_reason == FinishReason::Cancelled => {

@@ -446,3 +446,19 @@ async fn a_model_backend_error_ends_the_run_with_its_step() {
     let err = within(agent.run("Go.")).await.unwrap_err();
     assert!(matches!(err, AgentError::Model { step: 1, .. }), "{err}");
 }
+
+#[tokio::test]
+async fn calls_written_under_tool_choice_none_are_not_run() {
+    let echo = echo();
+    let model = scripted(&[format!("Sure. {}", call("echo", json!({"text": "x"})))]);
+    let agent = Agent::builder(model)
+        .tools(registry(&[&echo]))
+        .tool_choice(ToolChoice::None)
+        .build()
+        .unwrap();
+    let outcome = within(agent.run("Answer.")).await.unwrap();
+    assert_eq!(outcome.stop, StopReason::Answered);
+    assert_eq!(outcome.answer, "Sure.");
+    assert!(echo.ran().is_empty());
+    assert!(outcome.messages.last().unwrap().tool_calls.is_empty());
+}

@@ -134,8 +134,10 @@ pub fn tool_grammar(
         out.push('\n');
         let args_rule = format!("{prefix}root");
         let call = match format {
+            // K2 numbers calls across the conversation; four digits is plenty and keeps a
+            // wandering model from writing an endless id.
             ToolFormat::K2 => format!(
-                "{} [0-9]+ {} {args_rule}",
+                "{} [0-9]{{1,4}} {} {args_rule}",
                 literal(&format!("functions.{}:", tool.name)),
                 mark(k2::ARG_BEGIN)
             ),
