@@ -20,3 +20,8 @@
 pub use k2_agent as agent;
 pub use k2_model as model;
 pub use k2_tools as tools;
+
+/// The README's Rust examples, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

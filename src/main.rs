@@ -1,5 +1,7 @@
 //! The `k2` command line: a thin layer over the library.
 
+mod run_cmd;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +78,15 @@ enum Command {
         seed: u32,
         /// The prompt.
         prompt: String,
+    },
+    /// Run an agent with the built-in tools on a task, printing each step.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        run: run_cmd::RunArgs,
     },
     /// Parse raw model output (stdin) for tool calls; print `{"content", "tool_calls"}`.
     /// Malformed markup: exit status 2 and a one-line error on stderr.
@@ -267,6 +278,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                     _ => {}
                 }
             }
+        }
+        Command::Run { model, engine, run } => {
+            let engine = load(&model, &engine).await?;
+            run_cmd::run(engine, run).await?;
         }
         Command::Parse { format, model } => {
             let mut input = String::new();

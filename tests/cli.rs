@@ -241,3 +241,59 @@ fn validate_answers_one_line_per_input_line() {
         .unwrap()
         .contains("invalid schema"));
 }
+
+#[path = "../k2-model/tests/support/tiny_k2.rs"]
+mod tiny_k2;
+
+fn events(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn run_drives_an_agent_and_resumes_it_from_its_journal() {
+    let model = tiny_k2::path();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("run.jsonl");
+    let journal = journal.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut a: Vec<&str> = vec![
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--tools",
+            "calculator",
+            "--tool-first",
+            "--max-steps",
+            "1",
+            "--max-tokens",
+            "400",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        k2(&a, "")
+    };
+    let out = run(&["--journal", journal, "What is 6 * 7?"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = events(&out);
+    let kinds: Vec<&str> = first.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"tool_call"), "{kinds:?}");
+    assert!(kinds.contains(&"tool_finished"), "{kinds:?}");
+    let done = first.last().unwrap();
+    assert_eq!(done["type"], "finished");
+    assert_eq!(done["outcome"]["stop"], "max_steps");
+    assert_eq!(done["outcome"]["tools"][0]["call"]["name"], "calculator");
+
+    // The journal holds the whole run: resuming it replays the outcome, running nothing.
+    let out = run(&["--resume", journal]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = events(&out);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["outcome"], done["outcome"]);
+
+    let out = k2(&["run", "--tools", "nope", "x"], "");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown built-in tool `nope`"));
+}
