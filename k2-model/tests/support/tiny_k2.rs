@@ -11,7 +11,7 @@
 //! and the official Kimi K2 Instruct chat template (see `fixtures/templates/README.md` for
 //! its origin and licence).
 //!
-//! Used by the tests (`path()` generates it once under `target/`) and by
+//! Used by the tests (`path()` generates it once under `target/tmp/`) and by
 //! `cargo run -p k2-model --example tiny_k2 -- OUT.gguf`.
 
 #![allow(dead_code)]
@@ -66,8 +66,8 @@ pub mod shape {
     pub const SEED: u64 = 0x4b32_7469_6e79;
 }
 
-/// The file, generated once per `target/` (keyed by the generator's own source, so a change
-/// to this file makes a new one).
+/// The file, generated once per target directory (keyed by the generator's own source, so a
+/// change to this file makes a new one).
 pub fn path() -> PathBuf {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
@@ -75,8 +75,10 @@ pub fn path() -> PathBuf {
         let key = source.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
         });
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tiny-k2");
-        std::fs::create_dir_all(&dir).expect("create target/tiny-k2");
+        // Cargo gives integration tests a scratch directory inside the target directory.
+        let scratch = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from);
+        let dir = scratch.unwrap_or_else(std::env::temp_dir).join("tiny-k2");
+        std::fs::create_dir_all(&dir).expect("create the tiny-k2 directory");
         let path = dir.join(format!("tiny-k2-{key:016x}.gguf"));
         if !path.exists() {
             let tmp = dir.join(format!(".{key:016x}.{}.tmp", std::process::id()));
