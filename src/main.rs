@@ -5,13 +5,14 @@ mod run_cmd;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use k2::model::{
     CancelToken, ChatEvent, ChatModel, ChatRequest, ChatTemplate, Engine, EngineOptions,
-    FinishReason, GenerateOptions, Message, ModelError, Resolver, Sampling, ToolChoice, ToolFormat,
-    ToolSpec,
+    FinishReason, GenerateOptions, Message, ModelError, Remote, RemoteOptions, Resolver, Sampling,
+    ToolChoice, ToolFormat, ToolSpec,
 };
 
 #[derive(Parser)]
@@ -31,6 +32,22 @@ struct ModelArgs {
     /// else the built-in default model).
     #[arg(long, short)]
     model: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct RemoteArgs {
+    /// Use the OpenAI-compatible server at this URL (`http://127.0.0.1:8080/v1`,
+    /// `https://api.moonshot.ai/v1`) instead of the embedded engine. The API key comes from
+    /// K2_API_KEY or OPENAI_API_KEY.
+    #[arg(long)]
+    remote: Option<String>,
+    /// The model's name on that server.
+    #[arg(long, requires = "remote", default_value = "default")]
+    remote_model: String,
+    /// Render prompts and parse calls in k2, with --model's chat template and k2's grammar
+    /// (the server's /completions endpoint): for servers without a tool-call parser.
+    #[arg(long, requires = "remote")]
+    remote_raw: bool,
 }
 
 #[derive(Args, Clone)]
@@ -64,6 +81,8 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// System prompt.
         #[arg(long)]
         system: Option<String>,
@@ -85,6 +104,8 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[command(flatten)]
         run: run_cmd::RunArgs,
     },
@@ -200,6 +221,25 @@ async fn load(model: &ModelArgs, engine: &EngineArgs) -> Result<Engine, Failure>
     Ok(tokio::task::spawn_blocking(move || Engine::load(path, options)).await??)
 }
 
+/// The embedded engine, or the server `--remote` names.
+async fn chat_model(
+    model: &ModelArgs,
+    engine: &EngineArgs,
+    remote: &RemoteArgs,
+) -> Result<Arc<dyn ChatModel>, Failure> {
+    let Some(url) = &remote.remote else {
+        return Ok(Arc::new(load(model, engine).await?));
+    };
+    let options = if remote.remote_raw {
+        let path = resolve(model).await?;
+        let info = tokio::task::spawn_blocking(move || Engine::inspect(path)).await??;
+        RemoteOptions::raw(url, &remote.remote_model, &info)?
+    } else {
+        RemoteOptions::new(url, &remote.remote_model)
+    };
+    Ok(Arc::new(Remote::new(options)?))
+}
+
 fn print_parsed(content: &str, calls: &[k2::model::ToolCall]) -> Result<(), Failure> {
     let out = serde_json::json!({"content": content, "tool_calls": calls});
     println!("{}", serde_json::to_string(&out)?);
@@ -227,13 +267,14 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Chat {
             model,
             engine,
+            remote,
             system,
             max_tokens,
             temperature,
             seed,
             prompt,
         } => {
-            let engine = load(&model, &engine).await?;
+            let chat = chat_model(&model, &engine, &remote).await?;
             let mut messages: Vec<Message> = system.into_iter().map(Message::system).collect();
             messages.push(Message::user(prompt));
             let cancel = CancelToken::new();
@@ -253,7 +294,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 },
                 ..ChatRequest::default()
             };
-            let mut stream = engine.stream(request).await?;
+            let mut stream = chat.stream(request).await?;
             let mut stdout = std::io::stdout();
             while let Some(event) = stream.next().await {
                 match event? {
@@ -279,9 +320,14 @@ async fn run(command: Command) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Run { model, engine, run } => {
-            let engine = load(&model, &engine).await?;
-            run_cmd::run(engine, run).await?;
+        Command::Run {
+            model,
+            engine,
+            remote,
+            run,
+        } => {
+            let chat = chat_model(&model, &engine, &remote).await?;
+            run_cmd::run(chat, run).await?;
         }
         Command::Parse { format, model } => {
             let mut input = String::new();

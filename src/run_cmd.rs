@@ -2,12 +2,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use futures::StreamExt;
 use k2::agent::{Agent, AgentEvent, Outcome, Run};
-use k2::model::{Engine, Sampling, ToolChoice};
+use k2::model::{ChatModel, Sampling, ToolChoice};
 use k2::tools::builtin::{Calculator, CodeSandbox, WebFetch};
 
 /// Options of `k2 run`.
@@ -56,8 +57,11 @@ pub struct RunArgs {
 }
 
 /// Runs the agent and prints its progress.
-pub async fn run(engine: Engine, args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let mut builder = Agent::builder(engine)
+pub async fn run(
+    model: Arc<dyn ChatModel>,
+    args: RunArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut builder = Agent::builder_shared(model)
         .max_steps(args.max_steps)
         .sampling(Sampling {
             repeat_penalty: 1.1,

@@ -8,18 +8,22 @@
 //! cargo run --example research_agent
 //! cargo run --example research_agent -- --question "How big is the battery store?" --max-steps 4
 //! cargo run --example research_agent -- --model path/to/model.gguf --allow-host intranet.example
+//! cargo run --example research_agent -- --remote http://127.0.0.1:8080/v1 --remote-model kimi-k2
 //! ```
 
 mod server;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
 use k2::agent::{Agent, AgentEvent, Budget, Outcome, DEFAULT_SYSTEM_PROMPT};
-use k2::model::{Engine, EngineOptions, Resolver, Sampling, ToolChoice};
+use k2::model::{
+    ChatModel, Engine, EngineOptions, Remote, RemoteOptions, Resolver, Sampling, ToolChoice,
+};
 use k2::tools::builtin::sandbox::isolation_available;
 use k2::tools::builtin::{Calculator, CodeSandbox, WebFetch};
 use server::DocServer;
@@ -47,6 +51,17 @@ struct Args {
     /// The document set to serve (default: the one shipped with this example).
     #[arg(long)]
     corpus: Option<PathBuf>,
+    /// Use the OpenAI-compatible server at this URL instead of the embedded engine (API key
+    /// from K2_API_KEY or OPENAI_API_KEY).
+    #[arg(long)]
+    remote: Option<String>,
+    /// The model's name on that server.
+    #[arg(long, requires = "remote", default_value = "default")]
+    remote_model: String,
+    /// Let k2 render prompts and parse calls (with --model's template and k2's grammar) for
+    /// a server without a tool-call parser.
+    #[arg(long, requires = "remote")]
+    remote_raw: bool,
 }
 
 #[tokio::main]
@@ -65,17 +80,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let reference = Resolver::pick(args.model.as_deref());
-    eprintln!("model: {reference}");
-    let engine = Engine::open(
-        &reference,
-        EngineOptions {
-            n_ctx: Some(8192),
-            // Small models wander inside long strings; the grammar keeps arguments short.
-            max_string_argument: Some(160),
-            ..EngineOptions::default()
-        },
-    )
-    .await?;
+    let model: Arc<dyn ChatModel> = match &args.remote {
+        None => {
+            eprintln!("model: {reference}");
+            Arc::new(
+                Engine::open(
+                    &reference,
+                    EngineOptions {
+                        n_ctx: Some(8192),
+                        // Small models wander inside long strings; the grammar keeps
+                        // arguments short.
+                        max_string_argument: Some(160),
+                        ..EngineOptions::default()
+                    },
+                )
+                .await?,
+            )
+        }
+        Some(url) if args.remote_raw => {
+            let path = Resolver::from_env().resolve(&reference).await?;
+            let info = Engine::inspect(path)?;
+            eprintln!(
+                "model: {} at {url} (k2 renders and parses)",
+                args.remote_model
+            );
+            Arc::new(Remote::new(RemoteOptions::raw(
+                url,
+                &args.remote_model,
+                &info,
+            )?)?)
+        }
+        Some(url) => {
+            eprintln!("model: {} at {url}", args.remote_model);
+            Arc::new(Remote::new(RemoteOptions::new(url, &args.remote_model))?)
+        }
+    };
 
     let mut web = WebFetch::new().allow(&format!("http://{}", docs.addr));
     web.max_chars = 4_000;
@@ -85,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.internet {
         web = web.only_allowed();
     }
-    let mut builder = Agent::builder(engine)
+    let mut builder = Agent::builder_shared(model)
         .tool(web)
         .tool(Calculator)
         .system(Some(format!(

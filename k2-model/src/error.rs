@@ -56,6 +56,33 @@ pub enum ModelError {
     /// The model carries no chat template and none was supplied.
     #[error("the model has no embedded chat template; pass one explicitly")]
     NoTemplate,
+    /// A server answered with an error status (429 and 5xx only after the retries).
+    #[error("{url}: HTTP {status}: {message}{}", http_hint(*status))]
+    Http {
+        /// The endpoint.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's own message.
+        message: String,
+    },
+    /// A server could not be reached (after the retries).
+    #[error("cannot reach {url}: {reason}")]
+    Connect {
+        /// The endpoint.
+        url: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// A server's reply broke off or made no sense: a cut connection, malformed SSE, a
+    /// stream idle for too long.
+    #[error("{url}: the reply failed: {reason}")]
+    Reply {
+        /// The endpoint.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// The prompt does not fit in the context window.
     #[error("prompt is {tokens} tokens but the context holds {n_ctx} (at least one token must stay free for the answer)")]
     PromptTooLong {
@@ -108,3 +135,14 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// What to check for an HTTP error status, when there is something to say.
+fn http_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => " (check the API key: K2_API_KEY or OPENAI_API_KEY)",
+        404 => " (check the base URL and the model name)",
+        413 => " (the request is too large: shorten the conversation)",
+        429 => " (rate limited; retries exhausted)",
+        _ => "",
+    }
+}

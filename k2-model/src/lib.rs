@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod format;
 mod info;
+mod remote;
 mod resolve;
 mod template;
 
@@ -24,9 +25,11 @@ pub use chat::{
 pub use engine::{default_threads, Engine, EngineOptions};
 pub use error::{ModelError, Result};
 pub use format::{
-    fold_tools_into_messages, parse, tool_grammar, tool_instructions, FormatError, GrammarOptions,
-    ParseEvent, Parsed, StreamParser, ToolChoice, ToolFormat, ToolGrammar, MAX_ITEMS_WHEN_CAPPED,
+    fold_tools_into_messages, parse, render_prompt, tool_grammar, tool_instructions, FormatError,
+    GrammarOptions, ParseEvent, Parsed, StreamParser, ToolChoice, ToolFormat, ToolGrammar,
+    MAX_ITEMS_WHEN_CAPPED,
 };
 pub use info::{ModelInfo, SpecialToken};
+pub use remote::{api_key_from_env, Mode as RemoteMode, Remote, RemoteOptions};
 pub use resolve::{ModelRef, Resolver, DEFAULT_MODEL, MODEL_ENV};
 pub use template::{ChatTemplate, TemplateInput};

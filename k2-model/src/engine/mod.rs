@@ -27,7 +27,7 @@ use crate::backend::{parse_tool_calls, ChatModel, EventStream};
 use crate::chat::{ChatRequest, Completion, GenerateOptions};
 use crate::error::{ModelError, Result};
 use crate::format::{
-    fold_tools_into_messages, tool_grammar, GrammarOptions, StreamParser, ToolFormat, ToolGrammar,
+    render_prompt, tool_grammar, GrammarOptions, StreamParser, ToolFormat, ToolGrammar,
 };
 use crate::info::{ModelInfo, SpecialToken};
 use crate::template::{ChatTemplate, TemplateInput};
@@ -372,18 +372,7 @@ impl Engine {
     /// prompt, send none.
     pub fn prompt_for(&self, request: &ChatRequest) -> Result<String> {
         let template = self.template().ok_or(ModelError::NoTemplate)?;
-        let (messages, tools) = if !request.tools.is_empty() && !template.supports_tools() {
-            let folded = fold_tools_into_messages(&request.messages, &request.tools);
-            (folded, Vec::new())
-        } else {
-            (request.messages.clone(), request.tools.clone())
-        };
-        template.render(&TemplateInput {
-            messages,
-            tools,
-            add_generation_prompt: true,
-            extra: Default::default(),
-        })
+        render_prompt(template, request)
     }
 
     /// The grammar this engine would use for the request's tool calls, if any.

@@ -22,7 +22,7 @@ pub use self::error::FormatError;
 pub use self::grammar::{
     tool_grammar, GrammarOptions, ToolChoice, ToolGrammar, MAX_ITEMS_WHEN_CAPPED,
 };
-pub use self::prompt::{fold_tools_into_messages, tool_instructions};
+pub use self::prompt::{fold_tools_into_messages, render_prompt, tool_instructions};
 use crate::chat::ToolCall;
 
 /// A tool-call markup convention.

@@ -6,7 +6,28 @@
 //! rendering of what the template itself does.
 
 use super::ToolFormat;
-use crate::chat::{Message, Role, ToolSpec};
+use crate::chat::{ChatRequest, Message, Role, ToolSpec};
+use crate::error::Result;
+use crate::template::{ChatTemplate, TemplateInput};
+
+/// The prompt for `request` with `template`, ready to evaluate: the tools declared the
+/// template's own way when it handles them, folded into the messages otherwise
+/// ([`fold_tools_into_messages`]), and the assistant's turn opened. The embedded engine and
+/// the remote backend's raw mode both use it, so the same request is the same prompt.
+pub fn render_prompt(template: &ChatTemplate, request: &ChatRequest) -> Result<String> {
+    let (messages, tools) = if !request.tools.is_empty() && !template.supports_tools() {
+        let folded = fold_tools_into_messages(&request.messages, &request.tools);
+        (folded, Vec::new())
+    } else {
+        (request.messages.clone(), request.tools.clone())
+    };
+    template.render(&TemplateInput {
+        messages,
+        tools,
+        add_generation_prompt: true,
+        extra: Default::default(),
+    })
+}
 
 /// The system text that declares `tools` and how to call them (Hermes markup).
 ///
