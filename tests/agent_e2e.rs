@@ -1,40 +1,20 @@
 //! The agent end to end on the real engine and the default model (SmolLM2-135M, greedy,
 //! grammar on), against the research example's document server on 127.0.0.1.
 
-#[path = "../examples/research_agent/server.rs"]
-mod server;
-
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod support;
 
 use futures::StreamExt;
-use k2::agent::{Agent, AgentEvent, Budget, StopReason};
+use k2::agent::{AgentEvent, StopReason};
 use k2::model::{
-    ChatModel, ChatRequest, Engine, EngineOptions, GenerateOptions, Message, Resolver, Role,
-    Sampling, ToolChoice, ToolSpec, Usage,
+    ChatModel, ChatRequest, Engine, EngineOptions, GenerateOptions, Message, Role, ToolChoice,
+    ToolSpec, Usage,
 };
 use k2::tools::builtin::{Calculator, CodeSandbox, WebFetch};
 use k2::tools::{Registry, Tool};
-use server::DocServer;
-
-fn model_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        std::thread::spawn(|| {
-            tokio::runtime::Runtime::new()
-                .expect("runtime")
-                .block_on(Resolver::from_env().resolve(&Resolver::pick(None)))
-        })
-        .join()
-        .expect("resolver thread")
-        .expect("the default model must be resolvable (run `cargo run -- pull` once)")
-    })
-    .clone()
-}
 
 fn engine() -> Engine {
     Engine::load(
-        model_path(),
+        support::default_model(),
         EngineOptions {
             n_ctx: Some(4096),
             max_string_argument: Some(160),
@@ -44,38 +24,11 @@ fn engine() -> Engine {
     .expect("load the default model")
 }
 
-fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/research_agent/corpus")
-}
-
 #[tokio::test]
 async fn a_fetch_and_a_calculation_on_the_real_model() {
-    let docs = DocServer::start(corpus()).await.unwrap();
-    let index = docs.url("");
-    let web = WebFetch::new()
-        .allow(&format!("http://{}", docs.addr))
-        .only_allowed();
-    let agent = Agent::builder(engine())
-        .tool(web)
-        .tool(Calculator)
-        .sampling(Sampling {
-            repeat_penalty: 1.2,
-            ..Sampling::greedy()
-        })
-        .tool_choice_at(0, ToolChoice::Named("web_fetch".into()))
-        .tool_choice_at(1, ToolChoice::Named("calculator".into()))
-        .parallel_tool_calls(false)
-        .budget(Budget {
-            max_steps: 3,
-            step_tokens: 160,
-            answer_tokens: 96,
-            ..Budget::default()
-        })
-        .build()
-        .unwrap();
-    let task = format!(
-        "Read {index} and then compute 12500 * 400 with the calculator. How many watts is that?"
-    );
+    let docs = support::docs().await;
+    let agent = support::research_agent(engine(), &docs);
+    let task = support::research_task(&docs);
     let mut run = agent.stream(task);
     let mut steps: Vec<Usage> = Vec::new();
     while let Some(event) = run.next().await {

@@ -3,20 +3,18 @@
 
 #[path = "../k2-model/tests/support/http.rs"]
 mod http;
-#[path = "../examples/research_agent/server.rs"]
-mod server;
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::{Reply, Server};
-use k2::agent::{Agent, Budget, StopReason};
+use k2::agent::{Agent, StopReason};
 use k2::model::{
-    ChatModel, ChatRequest, ChatTemplate, Engine, Message, Remote, RemoteMode, RemoteOptions,
-    Resolver, Role, Sampling, ToolChoice, ToolFormat,
+    ChatModel, ChatRequest, ChatTemplate, Engine, Message, Remote, RemoteMode, RemoteOptions, Role,
+    ToolFormat,
 };
-use k2::tools::builtin::{Calculator, WebFetch};
 use k2::tools::{Run, ToolContext, ToolError, ToolOutput};
 use serde_json::{json, Value};
 
@@ -121,17 +119,6 @@ fn peers() -> PathBuf {
     )
 }
 
-fn default_model() -> PathBuf {
-    std::thread::spawn(|| {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(Resolver::from_env().resolve(&Resolver::pick(None)))
-    })
-    .join()
-    .unwrap()
-    .expect("the default model")
-}
-
 /// llama-server on 127.0.0.1, killed when dropped.
 struct LlamaServer {
     child: Child,
@@ -204,15 +191,11 @@ async fn status_of(url: &str) -> Result<u16, ()> {
 
 #[tokio::test]
 async fn a_research_task_through_a_real_llama_server() {
-    let model = default_model();
+    let model = support::default_model();
     let server = llama_server(&model).await;
     let info = Engine::inspect(&model).unwrap();
     let template = std::sync::Arc::new(ChatTemplate::embedded(&info).unwrap().unwrap());
-    let docs = server::DocServer::start(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/research_agent/corpus"),
-    )
-    .await
-    .unwrap();
+    let docs = support::docs().await;
 
     // Chat mode: the server renders and parses; a plain question gets a plain answer.
     let chat = Remote::new(RemoteOptions::new(&server.url, "default")).unwrap();
@@ -237,31 +220,8 @@ async fn a_research_task_through_a_real_llama_server() {
             ..RemoteOptions::new(&server.url, "default")
         })
         .unwrap();
-        let web = WebFetch::new()
-            .allow(&format!("http://{}", docs.addr))
-            .only_allowed();
-        let agent = Agent::builder(remote)
-            .tool(web)
-            .tool(Calculator)
-            .sampling(Sampling {
-                repeat_penalty: 1.2,
-                ..Sampling::greedy()
-            })
-            .tool_choice_at(0, ToolChoice::Named("web_fetch".into()))
-            .tool_choice_at(1, ToolChoice::Named("calculator".into()))
-            .parallel_tool_calls(false)
-            .budget(Budget {
-                max_steps: 3,
-                step_tokens: 160,
-                answer_tokens: 96,
-                ..Budget::default()
-            })
-            .build()
-            .unwrap();
-        let task = format!(
-            "Read {} and compute 12500 * 400 with the calculator.",
-            docs.url("")
-        );
+        let agent = support::research_agent(remote, &docs);
+        let task = support::research_task(&docs);
         let outcome = agent.run(task).await.unwrap();
         let names: Vec<_> = outcome.tools.iter().map(|r| r.call.name.as_str()).collect();
         assert_eq!(

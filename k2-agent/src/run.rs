@@ -99,6 +99,36 @@ impl State {
         self.messages.push(message);
     }
 
+    /// Records a model turn and what follows from it: the answer (returns true), or calls
+    /// to run and a notice to give.
+    fn turn(
+        &mut self,
+        step: usize,
+        message: Message,
+        usage: Usage,
+        time: Duration,
+        closing: Option<StopReason>,
+        malformed: Option<String>,
+    ) -> bool {
+        let calls = message.tool_calls.clone();
+        let content = message.content.clone();
+        self.assistant(step, message, usage, time);
+        if let Some(reason) = closing {
+            self.answer = Some((content, reason));
+        } else if calls.is_empty() && malformed.is_none() {
+            self.answer = Some((content, StopReason::Answered));
+        } else {
+            self.pending = Some(Pending {
+                step,
+                done: vec![None; calls.len()],
+                calls,
+                notice: malformed,
+                usage,
+            });
+        }
+        self.answer.is_some()
+    }
+
     /// Appends a finished step's results (in the model's order) and the notice, if any.
     fn apply(&mut self, pending: Pending, records: Vec<ToolRecord>, repeat_limit: usize) {
         self.usage.tool_calls += records.len();
@@ -147,22 +177,7 @@ impl State {
                     closing,
                     malformed,
                 } => {
-                    let calls = message.tool_calls.clone();
-                    let content = message.content.clone();
-                    state.assistant(step, message, usage, model_time);
-                    if let Some(reason) = closing {
-                        state.answer = Some((content, reason));
-                    } else if calls.is_empty() && malformed.is_none() {
-                        state.answer = Some((content, StopReason::Answered));
-                    } else {
-                        state.pending = Some(Pending {
-                            step,
-                            done: vec![None; calls.len()],
-                            calls,
-                            notice: malformed,
-                            usage,
-                        });
-                    }
+                    state.turn(step, message, usage, model_time, closing, malformed);
                 }
                 Entry::ToolResult { index, record } => {
                     if let Some(slot) = state.pending.as_mut().and_then(|p| p.done.get_mut(index)) {
@@ -407,25 +422,16 @@ async fn drive(ctx: &Ctx, mut state: State) -> Result<Outcome> {
             malformed: malformed.clone(),
         })
         .await?;
-        state.assistant(step, message, completion.usage, model_time);
-        if let Some(reason) = closing {
+        if state.turn(
+            step,
+            message,
+            completion.usage,
+            model_time,
+            closing,
+            malformed,
+        ) {
             ctx.emit(AgentEvent::StepFinished {
                 step,
-                usage: completion.usage,
-            });
-            state.answer = Some((completion.content, reason));
-        } else if calls.is_empty() && malformed.is_none() {
-            ctx.emit(AgentEvent::StepFinished {
-                step,
-                usage: completion.usage,
-            });
-            state.answer = Some((completion.content, StopReason::Answered));
-        } else {
-            state.pending = Some(Pending {
-                step,
-                done: vec![None; calls.len()],
-                calls,
-                notice: malformed,
                 usage: completion.usage,
             });
         }
