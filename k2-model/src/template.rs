@@ -286,6 +286,21 @@ fn tojson(value: JValue, kwargs: Kwargs) -> Result<JValue, minijinja::Error> {
     Ok(JValue::from_safe_string(out))
 }
 
+/// `json.dumps(v, ensure_ascii=False)`: the spacing chat templates give JSON, and so the
+/// spacing models learnt to write it in.
+pub(crate) fn python_json(v: &Value) -> String {
+    let mut out = String::new();
+    PyJson {
+        indent: None,
+        item_sep: ", ",
+        key_sep: ": ",
+        sort_keys: false,
+        ensure_ascii: false,
+    }
+    .write(&mut out, v, 0);
+    out
+}
+
 /// Python's `json.dumps` output format.
 pub(crate) struct PyJson<'a> {
     pub indent: Option<&'a str>,

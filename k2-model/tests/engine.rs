@@ -169,6 +169,36 @@ async fn second_turn_evaluates_only_new_tokens_and_matches_a_fresh_session() {
 }
 
 #[tokio::test]
+async fn what_the_model_wrote_is_reused_as_written() {
+    let engine = common::engine(2048);
+    let prompt = engine
+        .prompt_for(&ChatRequest::new(vec![Message::user(
+            "Write a haiku about rain.",
+        )]))
+        .unwrap();
+    let first = engine.complete(&prompt, opts(24)).await.unwrap();
+    // Every token the first call decoded: its prompt and all it generated but a last token
+    // that hit the length limit before it could be decoded.
+    let decoded = first.usage.prompt_tokens + first.usage.completion_tokens
+        - usize::from(first.finish_reason == FinishReason::Length);
+    let next = format!(
+        "{prompt}{}<|im_end|>\n<|im_start|>user\nAnother?<|im_end|>\n<|im_start|>assistant\n",
+        first.text
+    );
+    let second = engine.complete(&next, opts(4)).await.unwrap();
+    assert!(
+        second.usage.prompt_tokens_cached() >= decoded,
+        "reused {} of the {decoded} tokens already decoded",
+        second.usage.prompt_tokens_cached()
+    );
+    assert!(
+        second.usage.prompt_tokens_evaluated < 16,
+        "{:?}",
+        second.usage
+    );
+}
+
+#[tokio::test]
 async fn identical_prompt_reuses_all_but_one_token() {
     let engine = common::engine(1024);
     let request = ChatRequest {

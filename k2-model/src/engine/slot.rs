@@ -64,6 +64,8 @@ pub(crate) fn spawn(
                 batch: LlamaBatch::new(ctx.n_batch() as usize, 1),
                 ctx,
                 cached: Vec::new(),
+                text: Vec::new(),
+                ends: Vec::new(),
             };
             for job in job_rx {
                 slot.run(job);
@@ -80,6 +82,10 @@ struct Slot<'m> {
     batch: LlamaBatch<'static>,
     /// Exactly the tokens whose keys and values are in the KV cache, in order.
     cached: Vec<LlamaToken>,
+    /// The text those tokens spell (their pieces, special tokens written out), and where
+    /// each token's piece ends in it.
+    text: Vec<u8>,
+    ends: Vec<usize>,
 }
 
 impl Slot<'_> {
@@ -106,15 +112,32 @@ impl Slot<'_> {
         vocab.tokenize(prompt.as_bytes(), add_bos, true)
     }
 
+    /// The tokens to evaluate for `prompt`: its own tokenization, unless the cache spells a
+    /// longer part of it as text. Tokenizing a rendered conversation again need not give the
+    /// tokens the model sampled for its last turn (`Os`+`lo` where the tokenizer says
+    /// `Oslo`); matching on text keeps those tokens and evaluates only what follows them.
+    fn plan(&self, prompt: &str) -> Vec<LlamaToken> {
+        let full = self.tokenize(prompt);
+        let by_tokens = common_prefix(&self.cached, &full);
+        let bytes = prompt.as_bytes();
+        let same = common_prefix(&self.text, bytes);
+        let mut k = self.ends.partition_point(|&end| end <= same);
+        while k > 0 && !prompt.is_char_boundary(self.ends[k - 1]) {
+            k -= 1;
+        }
+        if k <= by_tokens {
+            return full;
+        }
+        let mut tokens = self.cached[..k].to_vec();
+        let rest = &bytes[self.ends[k - 1]..];
+        tokens.extend(self.model.vocab().tokenize(rest, false, true));
+        tokens
+    }
+
     /// Trims the cache to the longest prefix it shares with `tokens` (keeping at least one
     /// token to evaluate, since sampling needs fresh logits) and returns that prefix length.
     fn reuse_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
-        let mut keep = self
-            .cached
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let mut keep = common_prefix(&self.cached, tokens);
         if keep == tokens.len() {
             keep -= 1;
         }
@@ -128,9 +151,16 @@ impl Slot<'_> {
                 self.ctx.clear_kv_cache();
                 keep = 0;
             }
-            self.cached.truncate(keep);
+            self.forget_after(keep);
         }
         keep
+    }
+
+    /// Keeps the first `n` cached tokens (and their text) in the record.
+    fn forget_after(&mut self, n: usize) {
+        self.cached.truncate(n);
+        self.ends.truncate(n);
+        self.text.truncate(self.ends.last().copied().unwrap_or(0));
     }
 
     /// Decodes `tokens` at the end of the cache, `n_batch` at a time; logits for the last one.
@@ -151,8 +181,13 @@ impl Slot<'_> {
             if let Err(e) = self.ctx.decode(&mut self.batch) {
                 // The cache may now hold part of the batch; forget it rather than guess.
                 self.ctx.clear_kv_cache();
-                self.cached.clear();
+                self.forget_after(0);
                 return Err(ModelError::Inference(format!("decode failed: {e}")));
+            }
+            let vocab = self.model.vocab();
+            for &t in chunk {
+                vocab.token_to_piece_into(t, &mut self.text, true, None);
+                self.ends.push(self.text.len());
             }
             self.cached.extend_from_slice(chunk);
         }
@@ -169,7 +204,7 @@ impl Slot<'_> {
             .sampling
             .validate()
             .map_err(ModelError::InvalidOption)?;
-        let tokens = self.tokenize(prompt);
+        let tokens = self.plan(prompt);
         let n_ctx = self.ctx.n_ctx() as usize;
         if tokens.is_empty() {
             return Err(ModelError::InvalidOption("the prompt is empty".into()));
@@ -306,4 +341,9 @@ fn grammar_sampler(model: &LlamaModel, g: &ToolGrammar) -> Result<LlamaSampler> 
                 .map_err(|e| bad(e.to_string()))
         }
     }
+}
+
+/// How many leading items `a` and `b` share.
+fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

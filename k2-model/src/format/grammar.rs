@@ -130,7 +130,7 @@ pub fn tool_grammar(
         let schema = serde_json::to_string(&params).map_err(|e| grammar_err(tool, e))?;
         let args =
             llama_cpp_2::json_schema_to_grammar(&schema).map_err(|e| grammar_err(tool, e))?;
-        out.push_str(&rename_rules(&args, &prefix));
+        out.push_str(&python_spacing(&rename_rules(&args, &prefix), &prefix));
         out.push('\n');
         let args_rule = format!("{prefix}root");
         let call = match format {
@@ -206,6 +206,23 @@ pub fn tool_grammar(
 }
 
 /// Adds `maxLength` to every free-form string schema inside `schema`.
+/// Fixes the converter's free whitespace to Python's `json.dumps` spacing (`{"a": 1, "b": 2}`):
+/// what chat templates render and models learnt to write. Left free, models write indented
+/// JSON that renders back differently, and a call's tokens drop out of the KV cache at the
+/// next step. Should the converter's rule shapes change, what is left is compact JSON.
+fn python_spacing(gbnf: &str, prefix: &str) -> String {
+    let space = format!("{prefix}space");
+    gbnf.replace(&format!("{space} \":\" {space}"), "\": \"")
+        .replace(&format!("\",\" {space}"), "\", \"")
+        .lines()
+        .map(|line| match line.starts_with(&format!("{space} ::=")) {
+            true => format!("{space} ::= \"\""),
+            false => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The array length cap that comes with [`GrammarOptions::max_string`].
 pub const MAX_ITEMS_WHEN_CAPPED: usize = 16;
 
@@ -400,6 +417,31 @@ mod tests {
             long.get("maxItems").is_none(),
             "a cap below minItems would be unsatisfiable"
         );
+    }
+
+    #[test]
+    fn arguments_are_spaced_as_python_spaces_json() {
+        let tools = vec![ToolSpec {
+            name: "f".into(),
+            description: String::new(),
+            parameters: serde_json::json!({"type": "object", "properties": {
+                "a": {"type": "array", "items": {"type": "integer"}},
+                "b": {"type": "object", "properties": {"c": {"type": "boolean"}}}
+            }, "required": ["a", "b"]}),
+        }];
+        let g = tool_grammar(
+            ToolFormat::Hermes,
+            &tools,
+            &ToolChoice::Required,
+            &GrammarOptions::default(),
+            &|_| false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(g.gbnf.contains("t0-space ::= \"\"\n"), "{}", g.gbnf);
+        assert!(g.gbnf.contains("\"\\\"a\\\"\" \": \""), "{}", g.gbnf);
+        assert!(g.gbnf.contains("\", \""), "{}", g.gbnf);
+        assert!(!g.gbnf.contains("\"\\n\"{1,2}"), "{}", g.gbnf);
     }
 
     #[test]

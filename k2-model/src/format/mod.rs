@@ -135,13 +135,25 @@ impl ToolFormat {
         }
     }
 
-    /// Renders calls the way this format writes them (the inverse of [`parse`]).
+    /// Renders calls the way this format writes them (the inverse of [`parse`]), with JSON
+    /// spaced as Python's `json.dumps` spaces it: as chat templates render calls, as models
+    /// learnt to write them, and as the call grammar's fixed parts are, so that a call the
+    /// model wrote renders back to the same text and the KV cache holds.
     pub fn render_calls(self, calls: &[ToolCall]) -> String {
+        use crate::template::python_json;
         let object = |c: &ToolCall, key: &str| {
-            let mut m = serde_json::Map::new();
-            m.insert("name".into(), c.name.clone().into());
-            m.insert(key.into(), c.arguments.clone());
-            serde_json::Value::Object(m)
+            format!(
+                "{{\"name\": {}, \"{key}\": {}}}",
+                python_json(&c.name.clone().into()),
+                python_json(&c.arguments)
+            )
+        };
+        let joined = |key: &str, sep: &str| {
+            calls
+                .iter()
+                .map(|c| object(c, key))
+                .collect::<Vec<_>>()
+                .join(sep)
         };
         match self {
             ToolFormat::K2 => {
@@ -150,7 +162,7 @@ impl ToolFormat {
                     s.push_str(k2::CALL_BEGIN);
                     s.push_str(&c.id);
                     s.push_str(k2::ARG_BEGIN);
-                    s.push_str(&c.arguments.to_string());
+                    s.push_str(&python_json(&c.arguments));
                     s.push_str(k2::CALL_END);
                 }
                 s.push_str(k2::SECTION_END);
@@ -168,19 +180,11 @@ impl ToolFormat {
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
-            ToolFormat::Llama3 => calls
-                .iter()
-                .map(|c| object(c, "parameters").to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
+            ToolFormat::Llama3 => joined("parameters", "; "),
             ToolFormat::Mistral => {
-                let items: Vec<_> = calls.iter().map(|c| object(c, "arguments")).collect();
-                format!("{}{}", json::MISTRAL_CALLS, serde_json::Value::Array(items))
+                format!("{}[{}]", json::MISTRAL_CALLS, joined("arguments", ", "))
             }
-            ToolFormat::Json => {
-                let items: Vec<_> = calls.iter().map(|c| object(c, "arguments")).collect();
-                serde_json::Value::Array(items).to_string()
-            }
+            ToolFormat::Json => format!("[{}]", joined("arguments", ", ")),
         }
     }
 }
