@@ -1,5 +1,6 @@
 //! The `k2` command line: a thin layer over the library.
 
+mod bench;
 mod run_cmd;
 
 use std::io::{Read, Write};
@@ -108,6 +109,13 @@ enum Command {
         remote: RemoteArgs,
         #[command(flatten)]
         run: run_cmd::RunArgs,
+    },
+    /// Measure k2 against llama-bench and its own targets; writes target/bench/report.json.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        bench: bench::BenchArgs,
     },
     /// Parse raw model output (stdin) for tool calls; print `{"content", "tool_calls"}`.
     /// Malformed markup: exit status 2 and a one-line error on stderr.
@@ -329,6 +337,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             let chat = chat_model(&model, &engine, &remote).await?;
             run_cmd::run(chat, run).await?;
         }
+        Command::Bench { model, bench } => bench::run(resolve(&model).await?, bench).await?,
         Command::Parse { format, model } => {
             let mut input = String::new();
             std::io::stdin().read_to_string(&mut input)?;

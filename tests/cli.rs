@@ -297,3 +297,41 @@ fn run_drives_an_agent_and_resumes_it_from_its_journal() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("unknown built-in tool `nope`"));
 }
+
+#[test]
+fn bench_quick_measures_everything_and_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let run = k2(&["bench", "--quick", "--out", out], "");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let figures = report["figures"].as_array().unwrap();
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "peak RSS",
+        "prompt processing",
+        "decode, ",
+        "decode with a call grammar",
+        "KV reuse over a 2-step run",
+        "agent loop per step",
+        "K2 parser",
+        "4 parallel",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(expected)),
+            "{expected} missing from {names:?}"
+        );
+    }
+    // Numbers, not timings: every figure was measured.
+    for f in figures {
+        assert!(f["value"].as_f64().is_some_and(f64::is_finite), "{f}");
+    }
+    assert!(std::fs::read_to_string(dir.path().join("report.md"))
+        .unwrap()
+        .contains("| measurement |"));
+}

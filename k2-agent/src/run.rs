@@ -488,7 +488,7 @@ async fn generate(
             max_tokens,
             stop: Vec::new(),
             cancel: ctx.cancel.clone(),
-            grammar: None,
+            ..GenerateOptions::default()
         },
     };
     let model_error = |source| AgentError::Model { step, source };

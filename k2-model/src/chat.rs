@@ -352,6 +352,9 @@ pub struct GenerateOptions {
     /// Constrains the output with a grammar (built from tool schemas by the chat layer, or
     /// supplied directly for raw generation).
     pub grammar: Option<ToolGrammar>,
+    /// Keep going past end-of-generation tokens until `max_tokens` (benchmarks measure a
+    /// fixed number of tokens this way, as llama-bench does).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateOptions {
@@ -362,6 +365,7 @@ impl Default for GenerateOptions {
             stop: Vec::new(),
             cancel: CancelToken::new(),
             grammar: None,
+            ignore_eos: false,
         }
     }
 }

@@ -10,6 +10,8 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -246,7 +248,7 @@ impl Slot<'_> {
             }
             let token = sampler.sample(&self.ctx, logits_at);
             let vocab = self.model.vocab();
-            if vocab.is_eog(token) {
+            if vocab.is_eog(token) && !options.ignore_eos {
                 break FinishReason::Stop;
             }
             usage.completion_tokens += 1;
@@ -274,13 +276,73 @@ impl Slot<'_> {
     }
 }
 
-/// The llama.cpp sampler chain for these options. Greedy skips the random machinery; the
-/// grammar comes before any truncation so that it can never be left without a valid token.
+/// The samplers of one generation: the chain, and the grammar kept apart from it so that
+/// most tokens skip it.
+struct Sampler {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+    /// The chain is plain greedy: the best logit wins, no candidate list needed.
+    argmax: bool,
+}
+
+impl Sampler {
+    /// The next token. With a grammar, the chain first picks from the raw logits and the
+    /// grammar only checks that one token; only when it refuses does the grammar filter the
+    /// whole vocabulary, and the chain pick again. Checking one token instead of every
+    /// token of the vocabulary is what keeps constrained decoding near full speed (greedy
+    /// picks the same token either way: the best token, if allowed, is the best allowed).
+    fn sample(&mut self, ctx: &LlamaContext, idx: i32) -> LlamaToken {
+        let best = || {
+            let logits = ctx.get_logits_ith(idx);
+            let i = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
+            LlamaToken(i as i32)
+        };
+        let first = if self.argmax {
+            // llama.cpp's greedy sampler would copy the whole vocabulary into a candidate
+            // list first; at decode speed that copy is a measurable share of each token.
+            Some(best())
+        } else if self.grammar.is_some() {
+            let mut all = ctx.token_data_array_ith(idx);
+            all.apply_sampler(&mut self.chain);
+            all.selected_token()
+        } else {
+            return self.chain.sample(ctx, idx);
+        };
+        let Some(grammar) = self.grammar.as_mut() else {
+            // Plain greedy: `first` is the token.
+            let token = first.unwrap_or_else(best);
+            self.chain.accept(token);
+            return token;
+        };
+        let token = match first {
+            Some(first) => {
+                let mut one =
+                    LlamaTokenDataArray::new(vec![LlamaTokenData::new(first, 1.0, 0.0)], false);
+                one.apply_sampler(grammar);
+                match one.data[0].logit().is_finite() {
+                    true => first,
+                    false => {
+                        let mut allowed = ctx.token_data_array_ith(idx);
+                        allowed.apply_sampler(grammar);
+                        allowed.apply_sampler(&mut self.chain);
+                        allowed.selected_token().unwrap_or(first)
+                    }
+                }
+            }
+            None => self.chain.sample(ctx, idx),
+        };
+        grammar.accept(token);
+        self.chain.accept(token);
+        token
+    }
+}
+
+/// The llama.cpp samplers for these options. Greedy skips the random machinery.
 fn sampler_chain(
     model: &LlamaModel,
     options: &GenerateOptions,
     prompt: &[LlamaToken],
-) -> Result<LlamaSampler> {
+) -> Result<Sampler> {
     let s: &Sampling = &options.sampling;
     let mut chain = Vec::new();
     if s.repeat_penalty != 1.0 {
@@ -297,9 +359,6 @@ fn sampler_chain(
         penalties.accept_many(&prompt[from..]);
         chain.push(penalties);
     }
-    if let Some(g) = &options.grammar {
-        chain.push(grammar_sampler(model, g)?);
-    }
     if s.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
     } else {
@@ -315,7 +374,15 @@ fn sampler_chain(
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));
     }
-    Ok(LlamaSampler::chain_simple(chain))
+    let grammar = match &options.grammar {
+        Some(g) => Some(grammar_sampler(model, g)?),
+        None => None,
+    };
+    Ok(Sampler {
+        argmax: s.temperature <= 0.0 && s.repeat_penalty == 1.0,
+        chain: LlamaSampler::chain_simple(chain),
+        grammar,
+    })
 }
 
 /// The token a marker is, when the model has it as one special token.

@@ -294,8 +294,21 @@ impl StreamParser {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        self.core.buf.push_str(piece);
-        let result = self.drive();
+        // The machines consume from the front of their buffer; a big piece goes in a few KB
+        // at a time so that the buffer, and each consume, stays small (linear, not
+        // quadratic, in the length of a whole output parsed at once).
+        const CHUNK: usize = 4096;
+        let mut rest = piece;
+        let mut result = Ok(());
+        while !rest.is_empty() && result.is_ok() {
+            let mut cut = rest.len().min(CHUNK);
+            while !rest.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.core.buf.push_str(&rest[..cut]);
+            rest = &rest[cut..];
+            result = self.drive();
+        }
         self.settle(result)
     }
 
