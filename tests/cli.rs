@@ -327,6 +327,14 @@ fn bench_quick_measures_everything_and_writes_its_report() {
             "{expected} missing from {names:?}"
         );
     }
+    // The end-to-end comparison runs where scripts/build-peers made its peers, and says
+    // so where it could not.
+    let notes = report["notes"].to_string();
+    assert!(
+        names.iter().any(|n| n.starts_with("2-step agent task"))
+            || notes.contains("End to end skipped"),
+        "{names:?} {notes}"
+    );
     // Numbers, not timings: every figure was measured.
     for f in figures {
         assert!(f["value"].as_f64().is_some_and(f64::is_finite), "{f}");
@@ -334,4 +342,7 @@ fn bench_quick_measures_everything_and_writes_its_report() {
     assert!(std::fs::read_to_string(dir.path().join("report.md"))
         .unwrap()
         .contains("| measurement |"));
+    assert_eq!(report["kv_steps"].as_array().map(Vec::len), Some(3));
+    let png = std::fs::read(dir.path().join("report.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "report.png is not a PNG");
 }

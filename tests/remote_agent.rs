@@ -3,10 +3,12 @@
 
 #[path = "../k2-model/tests/support/http.rs"]
 mod http;
+#[path = "../src/bench/server.rs"]
+mod server;
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use http::{Reply, Server};
@@ -17,6 +19,7 @@ use k2::model::{
 };
 use k2::tools::{Run, ToolContext, ToolError, ToolOutput};
 use serde_json::{json, Value};
+use server::LlamaServer;
 
 /// Echoes its text.
 #[derive(serde::Deserialize, schemars::JsonSchema, k2::tools::Tool)]
@@ -119,74 +122,11 @@ fn peers() -> PathBuf {
     )
 }
 
-/// llama-server on 127.0.0.1, killed when dropped.
-struct LlamaServer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn llama_server(model: &std::path::Path) -> LlamaServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(peers().join("llama-server"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--jinja",
-            "-c",
-            "8192",
-            "-np",
-            "2",
-        ])
-        .arg("-m")
-        .arg(model)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama-server");
-    let server = LlamaServer {
-        child,
-        url: format!("http://127.0.0.1:{port}/v1"),
-    };
-    let health = format!("http://127.0.0.1:{port}/health");
-    for _ in 0..600 {
-        if let Ok(r) = status_of(&health).await {
-            if r == 200 {
-                return server;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("llama-server did not become healthy");
-}
-
-/// The status of a plain GET to `http://HOST:PORT/PATH` (loopback only, no client library).
-async fn status_of(url: &str) -> Result<u16, ()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut stream = tokio::net::TcpStream::connect(host).await.map_err(|_| ())?;
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|_| ())?;
-    let mut head = vec![0u8; 64];
-    let n = stream.read(&mut head).await.map_err(|_| ())?;
-    let text = String::from_utf8_lossy(&head[..n]).to_string();
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or(())
+    let args = ["--jinja", "-c", "8192", "-np", "2"];
+    LlamaServer::start(&peers().join("llama-server"), model, &args)
+        .await
+        .expect("llama-server starts")
 }
 
 #[tokio::test]
@@ -198,7 +138,7 @@ async fn a_research_task_through_a_real_llama_server() {
     let docs = support::docs().await;
 
     // Chat mode: the server renders and parses; a plain question gets a plain answer.
-    let chat = Remote::new(RemoteOptions::new(&server.url, "default")).unwrap();
+    let chat = Remote::new(RemoteOptions::new(server.url(), "default")).unwrap();
     let hello = chat
         .chat(ChatRequest::new(vec![Message::user("Say hello.")]))
         .await
@@ -217,7 +157,7 @@ async fn a_research_task_through_a_real_llama_server() {
             },
             stream,
             extended_sampling: true,
-            ..RemoteOptions::new(&server.url, "default")
+            ..RemoteOptions::new(server.url(), "default")
         })
         .unwrap();
         let agent = support::research_agent(remote, &docs);

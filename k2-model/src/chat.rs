@@ -355,6 +355,10 @@ pub struct GenerateOptions {
     /// Keep going past end-of-generation tokens until `max_tokens` (benchmarks measure a
     /// fixed number of tokens this way, as llama-bench does).
     pub ignore_eos: bool,
+    /// With a grammar, evaluate the text it forces (most of a tool call's markup and keys)
+    /// in one batch instead of decoding it token by token (default true). The output is the
+    /// same text, tokenized as the tokenizer writes it; see [`Usage::forced_tokens`].
+    pub fast_forward: bool,
 }
 
 impl Default for GenerateOptions {
@@ -366,6 +370,7 @@ impl Default for GenerateOptions {
             cancel: CancelToken::new(),
             grammar: None,
             ignore_eos: false,
+            fast_forward: true,
         }
     }
 }
@@ -435,6 +440,15 @@ pub struct Usage {
     pub prompt_time: Duration,
     /// Time spent generating.
     pub generation_time: Duration,
+    /// Generated tokens that went through a forward pass in this call. The others (the last
+    /// one, when the output ended without needing another pass) are evaluated with the next
+    /// prompt if the conversation goes on. 0 where a backend does not say (remote servers).
+    #[serde(default)]
+    pub completion_tokens_evaluated: usize,
+    /// Of the generated tokens, those the grammar forced and that were evaluated in a batch
+    /// rather than decoded one by one ([`GenerateOptions::fast_forward`]).
+    #[serde(default)]
+    pub forced_tokens: usize,
 }
 
 impl Usage {
@@ -451,6 +465,8 @@ impl std::ops::AddAssign for Usage {
         self.completion_tokens += o.completion_tokens;
         self.prompt_time += o.prompt_time;
         self.generation_time += o.generation_time;
+        self.completion_tokens_evaluated += o.completion_tokens_evaluated;
+        self.forced_tokens += o.forced_tokens;
     }
 }
 

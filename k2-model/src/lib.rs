@@ -22,7 +22,7 @@ pub use chat::{
     CancelToken, ChatEvent, ChatRequest, Completion, FinishReason, GenerateOptions, Message, Role,
     Sampling, ToolCall, ToolSpec, Usage,
 };
-pub use engine::{default_threads, Engine, EngineOptions};
+pub use engine::{default_threads, llama_cpp_version, Engine, EngineOptions};
 pub use error::{ModelError, Result};
 pub use format::{
     fold_tools_into_messages, parse, render_prompt, tool_grammar, tool_instructions, FormatError,

@@ -123,7 +123,11 @@ async fn random_weights_still_write_well_formed_k2_calls_under_the_grammar() {
             assert_eq!(call.name, "get_weather");
             let days = call.arguments["days"].as_i64().unwrap();
             assert!((1..=7).contains(&days), "{}", call.arguments);
-            assert!(call.arguments["city"].as_str().unwrap().chars().count() <= 12);
+            assert!(
+                call.arguments["city"].as_str().unwrap().chars().count() <= 12,
+                "{}",
+                done.text
+            );
         }
         if !parallel {
             assert_eq!(done.tool_calls.len(), 1);

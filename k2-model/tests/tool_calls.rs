@@ -176,3 +176,49 @@ async fn auto_choice_with_a_lazy_grammar_yields_only_well_formed_calls() {
         }
     }
 }
+
+#[tokio::test]
+async fn text_the_grammar_forces_is_evaluated_in_batches_and_spells_the_same_call() {
+    use futures::StreamExt;
+    let engine = common::shared();
+    let request = |fast_forward| ChatRequest {
+        messages: vec![Message::user("Weather in Rome?")],
+        tools: vec![weather()],
+        tool_choice: ToolChoice::Named("get_weather".into()),
+        parallel_tool_calls: false,
+        options: GenerateOptions {
+            max_tokens: 64,
+            fast_forward,
+            ..GenerateOptions::default()
+        },
+    };
+    let slow = engine.chat(request(false)).await.unwrap();
+    assert_eq!(slow.usage.forced_tokens, 0);
+    // Streamed, so the deltas of forced text are checked too.
+    let mut stream = engine.stream(request(true)).await.unwrap();
+    let (mut deltas, mut calls, mut done) = (String::new(), Vec::new(), None);
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            k2_model::ChatEvent::Delta(d) => deltas.push_str(&d),
+            k2_model::ChatEvent::ToolCall(c) => calls.push(c),
+            k2_model::ChatEvent::Done(c) => done = Some(c),
+            _ => {}
+        }
+    }
+    let fast = done.expect("a completion");
+    assert_eq!(deltas.trim(), fast.content);
+    assert_eq!(calls, fast.tool_calls);
+    for done in [&slow, &fast] {
+        assert!(done.malformed.is_none(), "{}", done.text);
+        assert_eq!(done.tool_calls.len(), 1, "{}", done.text);
+        assert_eq!(done.tool_calls[0].name, "get_weather");
+        assert!(done.tool_calls[0].arguments["city"].is_string());
+    }
+    // `<tool_call>\n{"name": "get_weather", "arguments": {"city": "` is the grammar's, not
+    // the model's: most of the call is forced.
+    let u = fast.usage;
+    assert!(u.forced_tokens * 2 > u.completion_tokens, "{u:?}");
+    assert!(fast
+        .text
+        .starts_with("<tool_call>\n{\"name\": \"get_weather\""));
+}

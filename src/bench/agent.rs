@@ -9,12 +9,18 @@ use k2::agent::{Agent, AgentEvent, Budget};
 use k2::model::{Engine, EngineOptions, Sampling, ToolChoice, ToolFormat};
 use k2::tools::{typed, Run, ToolContext, ToolError, ToolOutput};
 
-use super::{stats, Figure, Setup};
+use super::chart::KvStep;
+use super::{rate_stats, stats, Figure, Setup};
+
+/// What `lookup` answers, `{topic}` replaced by the topic asked for.
+pub const LOOKUP_TEXT: &str = "{topic}: rivers carry water from high ground to the sea. Their \
+    flow depends on rain, snowmelt and the shape of the land; the largest carry thousands of \
+    cubic metres every second.";
 
 /// Looks a topic up in a fixed reference text.
 #[derive(serde::Deserialize, schemars::JsonSchema, k2::tools::Tool)]
 #[tool(crate = "k2::tools")]
-struct Lookup {
+pub struct Lookup {
     /// The topic.
     topic: String,
 }
@@ -22,12 +28,9 @@ struct Lookup {
 #[async_trait::async_trait]
 impl Run for Lookup {
     async fn run(self, _ctx: &ToolContext) -> Result<ToolOutput, ToolError> {
-        Ok(ToolOutput::text(format!(
-            "{}: rivers carry water from high ground to the sea. Their flow depends on rain, \
-             snowmelt and the shape of the land; the largest carry thousands of cubic metres \
-             every second.",
-            self.topic
-        )))
+        Ok(ToolOutput::text(
+            LOOKUP_TEXT.replace("{topic}", &self.topic),
+        ))
     }
 }
 
@@ -47,13 +50,15 @@ impl Run for Sleep {
     }
 }
 
-/// Tokens evaluated over an N-step run (prompt tokens read and tokens generated) per token
-/// of the sequence the model holds at the end: 1.0 means no token was read twice.
+/// Tokens evaluated over an N-step run (prompt and generated tokens put through a forward
+/// pass) per token of the sequence the model holds at the end: 1.0 means none was read twice.
+/// Returns the longest run step by step, for the chart.
 pub async fn kv_reuse(
     setup: &Setup,
     figures: &mut Vec<Figure>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Vec<KvStep>, Box<dyn std::error::Error>> {
     let steps: &[usize] = if setup.quick { &[2] } else { &[2, 4, 8, 16] };
+    let mut trace = Vec::new();
     for &n in steps {
         // A fresh engine per run: nothing carried over from the run before.
         let engine = Engine::load(
@@ -82,14 +87,24 @@ pub async fn kv_reuse(
             .build()?;
         let mut run = agent.stream("Research rivers, one topic at a time.");
         let mut last = None;
+        trace.clear();
+        let (mut evaluated, mut without_reuse) = (0, 0);
         while let Some(event) = run.next().await {
-            if let AgentEvent::StepFinished { usage, .. } = event {
-                last = Some(usage);
+            if let AgentEvent::StepFinished { usage: u, .. } = event {
+                evaluated += u.prompt_tokens_evaluated + u.completion_tokens_evaluated;
+                without_reuse += u.prompt_tokens + u.completion_tokens;
+                trace.push(KvStep {
+                    step: trace.len() + 1,
+                    evaluated,
+                    held: u.prompt_tokens + u.completion_tokens,
+                    without_reuse,
+                });
+                last = Some(u);
             }
         }
         let outcome = run.finish().await?;
         let u = outcome.usage.model;
-        let evaluated = (u.prompt_tokens_evaluated + u.completion_tokens) as f64;
+        let evaluated = (u.prompt_tokens_evaluated + u.completion_tokens_evaluated) as f64;
         let held = last.map_or(0, |l| l.prompt_tokens + l.completion_tokens) as f64;
         let ratio = evaluated / held;
         figures.push(Figure {
@@ -103,7 +118,7 @@ pub async fn kv_reuse(
             met: Some(ratio <= 1.05),
         });
     }
-    Ok(())
+    Ok(trace)
 }
 
 /// Parse, validate and dispatch per step, with a scripted model and an instant tool.
@@ -159,7 +174,7 @@ pub fn parser_throughput(setup: &Setup, figures: &mut Vec<Figure>) {
         assert!(parsed.is_ok());
         rates.push(text.len() as f64 / t / 1e6);
     }
-    let (value, best) = stats(rates);
+    let (value, best) = rate_stats(rates);
     figures.push(Figure {
         name: format!("K2 parser on {} KB", text.len() >> 10),
         value,

@@ -2,10 +2,14 @@
 //!
 //! Each figure is a median over repeated runs (the minimum is kept too), next to a reference
 //! measured in the same run where there is one, with the target the issue tracker set.
-//! Results go to `target/bench/report.json` and `target/bench/report.md`.
+//! Results go to `target/bench/report.json`, `report.md` (the table) and `report.png` (the
+//! chart).
 
 mod agent;
+mod chart;
+mod e2e;
 mod engine;
+mod server;
 
 use std::path::PathBuf;
 
@@ -19,8 +23,8 @@ pub struct BenchArgs {
     /// fast.
     #[arg(long)]
     quick: bool,
-    /// Repetitions of each measurement.
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of each measurement (k2 and its reference take turns).
+    #[arg(long, default_value_t = 7)]
     repeat: usize,
     /// Threads for k2 and llama-bench alike (default: physical cores).
     #[arg(long)]
@@ -28,6 +32,10 @@ pub struct BenchArgs {
     /// Where llama-bench lives (default: what `scripts/build-peers` built; skipped if absent).
     #[arg(long)]
     peers: Option<PathBuf>,
+    /// Run only these measurements (comma-separated): memory, raw, grammar, kv, loop,
+    /// parser, parallel, e2e.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Output directory.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -54,11 +62,17 @@ pub struct Figure {
     pub met: Option<bool>,
 }
 
-/// Median and minimum of a sample.
+/// Median and best (lowest) of a sample of costs: times, ratios of times.
 pub fn stats(mut xs: Vec<f64>) -> (f64, f64) {
     xs.sort_by(|a, b| a.total_cmp(b));
     let median = xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN);
     (median, xs.first().copied().unwrap_or(f64::NAN))
+}
+
+/// Median and best (highest) of a sample of rates: tok/s, MB/s.
+pub fn rate_stats(xs: Vec<f64>) -> (f64, f64) {
+    let (median, _) = stats(xs.clone());
+    (median, xs.into_iter().fold(f64::NAN, f64::max))
 }
 
 /// What the measurements share.
@@ -68,6 +82,8 @@ pub struct Setup {
     pub repeat: usize,
     pub quick: bool,
     pub peers: Option<PathBuf>,
+    /// Where the report and any side files go.
+    pub out: PathBuf,
 }
 
 impl Setup {
@@ -89,20 +105,40 @@ pub async fn run(model: PathBuf, args: BenchArgs) -> Result<(), Box<dyn std::err
         threads: args.threads.unwrap_or_else(k2::model::default_threads),
         repeat: if args.quick { 1 } else { args.repeat.max(1) },
         quick: args.quick,
+        out: args.out.clone(),
         peers,
     };
+    std::fs::create_dir_all(&setup.out)?;
     let mut figures = Vec::new();
     let mut notes = Vec::new();
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     // Memory first: the peak is the process's high-water mark so far.
-    engine::memory(&setup, &mut figures).await?;
-    engine::raw_speed(&setup, &mut figures, &mut notes).await?;
-    engine::grammar_cost(&setup, &mut figures).await?;
-    agent::kv_reuse(&setup, &mut figures).await?;
-    agent::loop_overhead(&setup, &mut figures).await?;
-    agent::parser_throughput(&setup, &mut figures);
-    agent::parallel_tools(&setup, &mut figures).await?;
+    if wants("memory") {
+        engine::memory(&setup, &mut figures).await?;
+    }
+    if wants("raw") {
+        engine::raw_speed(&setup, &mut figures, &mut notes).await?;
+    }
+    if wants("grammar") {
+        engine::grammar_cost(&setup, &mut figures).await?;
+    }
+    let mut kv_steps = Vec::new();
+    if wants("kv") {
+        kv_steps = agent::kv_reuse(&setup, &mut figures).await?;
+    }
+    if wants("loop") {
+        agent::loop_overhead(&setup, &mut figures).await?;
+    }
+    if wants("parser") {
+        agent::parser_throughput(&setup, &mut figures);
+    }
+    if wants("parallel") {
+        agent::parallel_tools(&setup, &mut figures).await?;
+    }
+    if wants("e2e") {
+        e2e::end_to_end(&setup, &mut figures, &mut notes).await?;
+    }
 
-    std::fs::create_dir_all(&args.out)?;
     let report = serde_json::json!({
         "model": setup.model,
         "threads": setup.threads,
@@ -110,6 +146,7 @@ pub async fn run(model: PathBuf, args: BenchArgs) -> Result<(), Box<dyn std::err
         "quick": setup.quick,
         "notes": notes,
         "figures": figures,
+        "kv_steps": kv_steps,
     });
     std::fs::write(
         args.out.join("report.json"),
@@ -118,7 +155,11 @@ pub async fn run(model: PathBuf, args: BenchArgs) -> Result<(), Box<dyn std::err
     let table = markdown(&figures, &notes);
     std::fs::write(args.out.join("report.md"), &table)?;
     print!("{table}");
-    eprintln!("wrote {}", args.out.join("report.json").display());
+    chart::draw(&args.out.join("report.png"), &figures, &kv_steps)?;
+    eprintln!(
+        "wrote report.json, report.md and report.png in {}",
+        args.out.display()
+    );
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! longest prefix with it; that slot trims its cache after the common prefix and evaluates only
 //! the rest. An agent that appends tool results therefore never re-reads its conversation.
 
+mod forced;
 mod gguf;
 pub(crate) mod log;
 mod slot;
@@ -92,6 +93,23 @@ fn backend() -> Result<&'static LlamaBackend> {
 /// The number of threads used when none is configured: physical cores.
 pub fn default_threads() -> usize {
     num_cpus::get_physical().max(1)
+}
+
+/// The llama.cpp this build links, as its ggml library names itself (`ggml 0.26.0 (commit)`):
+/// benchmarks against separately built llama.cpp tools print it next to theirs.
+pub fn llama_cpp_version() -> String {
+    // SAFETY: ggml returns pointers to static NUL-terminated strings.
+    let (version, commit) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(llama_cpp_sys_2::ggml_version()),
+            std::ffi::CStr::from_ptr(llama_cpp_sys_2::ggml_commit()),
+        )
+    };
+    format!(
+        "ggml {} ({})",
+        version.to_string_lossy(),
+        commit.to_string_lossy()
+    )
 }
 
 #[derive(Default)]

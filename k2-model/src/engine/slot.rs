@@ -15,6 +15,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::forced::{Jump, Probe};
 use super::text::TextOut;
 use super::SlotGuard;
 use crate::chat::{ChatEvent, Completion, FinishReason, GenerateOptions, Sampling, Usage};
@@ -68,6 +69,7 @@ pub(crate) fn spawn(
                 cached: Vec::new(),
                 text: Vec::new(),
                 ends: Vec::new(),
+                probe: std::cell::OnceCell::new(),
             };
             for job in job_rx {
                 slot.run(job);
@@ -88,6 +90,8 @@ struct Slot<'m> {
     /// each token's piece ends in it.
     text: Vec<u8>,
     ends: Vec<usize>,
+    /// What the grammar is asked about to find forced text, built on first use.
+    probe: std::cell::OnceCell<Option<Probe>>,
 }
 
 impl Slot<'_> {
@@ -246,24 +250,52 @@ impl Slot<'_> {
             if usage.completion_tokens >= options.max_tokens {
                 break FinishReason::Length;
             }
-            let token = sampler.sample(&self.ctx, logits_at);
             let vocab = self.model.vocab();
+            let valid = |t| out.continues(&vocab.token_to_piece(t, true, None));
+            let token = sampler.sample(&self.ctx, logits_at, &valid);
             if vocab.is_eog(token) && !options.ignore_eos {
                 break FinishReason::Stop;
             }
-            usage.completion_tokens += 1;
-            let (delta, hit_stop) = out.push(&vocab.token_to_piece(token, true, None));
-            if !delta.is_empty() {
-                let _ = events.send(Ok(ChatEvent::Delta(delta)));
+            let mut next = vec![token];
+            let mut complete = false;
+            if options.fast_forward && sampler.grammar.is_some() {
+                let room = (options.max_tokens - usage.completion_tokens - 1)
+                    .min(n_ctx.saturating_sub(self.cached.len() + 2));
+                if let Some(probe) = self.probe.get_or_init(|| Probe::new(self.model)) {
+                    let jump = sampler.jump(self.model, probe, room);
+                    usage.forced_tokens += jump.tokens.len();
+                    next.extend(jump.tokens);
+                    complete = jump.end && !options.ignore_eos;
+                }
+            }
+            let mut hit_stop = false;
+            for &t in &next {
+                usage.completion_tokens += 1;
+                let (delta, hit) = out.push(&vocab.token_to_piece(t, true, None));
+                if !delta.is_empty() {
+                    let _ = events.send(Ok(ChatEvent::Delta(delta)));
+                }
+                if hit {
+                    hit_stop = true;
+                    break;
+                }
             }
             if hit_stop {
                 break FinishReason::StopString;
             }
-            if usage.completion_tokens >= options.max_tokens || self.cached.len() + 1 >= n_ctx {
+            if complete {
+                // Nothing but the end can follow: no forward pass needed to sample it. The
+                // next request evaluates these tokens with its prompt, in one batch.
+                break FinishReason::Stop;
+            }
+            if usage.completion_tokens >= options.max_tokens
+                || self.cached.len() + next.len() >= n_ctx
+            {
                 break FinishReason::Length;
             }
-            self.decode(&[token], &|| false)?;
-            logits_at = 0;
+            self.decode(&next, &|| false)?;
+            usage.completion_tokens_evaluated += next.len();
+            logits_at = self.batch.n_tokens() - 1;
         };
         if finish != FinishReason::StopString {
             let rest = out.finish();
@@ -291,7 +323,17 @@ impl Sampler {
     /// whole vocabulary, and the chain pick again. Checking one token instead of every
     /// token of the vocabulary is what keeps constrained decoding near full speed (greedy
     /// picks the same token either way: the best token, if allowed, is the best allowed).
-    fn sample(&mut self, ctx: &LlamaContext, idx: i32) -> LlamaToken {
+    ///
+    /// `valid` says whether a token keeps the output well-formed UTF-8: llama.cpp's grammar
+    /// reads a token's bytes leniently (continuation bytes unchecked), so under a grammar a
+    /// token it allows can still write broken text, which would then count as more
+    /// characters than the grammar allowed. Such picks are masked and the chain picks again.
+    fn sample(
+        &mut self,
+        ctx: &LlamaContext,
+        idx: i32,
+        valid: &dyn Fn(LlamaToken) -> bool,
+    ) -> LlamaToken {
         let best = || {
             let logits = ctx.get_logits_ith(idx);
             let i = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
@@ -314,28 +356,58 @@ impl Sampler {
             self.chain.accept(token);
             return token;
         };
+        let allows = |grammar: &mut LlamaSampler, t: LlamaToken| {
+            let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(t, 1.0, 0.0)], false);
+            one.apply_sampler(grammar);
+            one.data[0].logit().is_finite()
+        };
         let token = match first {
-            Some(first) => {
-                let mut one =
-                    LlamaTokenDataArray::new(vec![LlamaTokenData::new(first, 1.0, 0.0)], false);
-                one.apply_sampler(grammar);
-                match one.data[0].logit().is_finite() {
-                    true => first,
-                    false => {
-                        let mut allowed = ctx.token_data_array_ith(idx);
-                        allowed.apply_sampler(grammar);
-                        allowed.apply_sampler(&mut self.chain);
-                        allowed.selected_token().unwrap_or(first)
+            Some(first) if allows(grammar, first) && valid(first) => first,
+            _ => {
+                let mut allowed = ctx.token_data_array_ith(idx);
+                allowed.apply_sampler(grammar);
+                let mut pick = None;
+                for _ in 0..MAX_REPICKS {
+                    let mut trial = LlamaTokenDataArray::new(allowed.data.clone(), false);
+                    trial.apply_sampler(&mut self.chain);
+                    let Some(t) = trial.selected_token() else {
+                        break;
+                    };
+                    pick = Some(t);
+                    if valid(t) {
+                        break;
+                    }
+                    if let Some(d) = allowed.data.iter_mut().find(|d| d.id() == t) {
+                        d.set_logit(f32::NEG_INFINITY);
                     }
                 }
+                match pick.or(first) {
+                    Some(t) => t,
+                    None => self.chain.sample(ctx, idx),
+                }
             }
-            None => self.chain.sample(ctx, idx),
         };
         grammar.accept(token);
         self.chain.accept(token);
         token
     }
+
+    /// The tokens the grammar forces next ([`Probe::jump`]), accepted by the grammar and
+    /// the chain (repetition penalties count them too).
+    fn jump(&mut self, model: &LlamaModel, probe: &Probe, max: usize) -> Jump {
+        let Some(grammar) = self.grammar.as_mut() else {
+            return Jump::default();
+        };
+        let jump = probe.jump(model, grammar, max);
+        for &t in &jump.tokens {
+            self.chain.accept(t);
+        }
+        jump
+    }
 }
+
+/// How many times a pick that breaks UTF-8 is masked before the last one is kept anyway.
+const MAX_REPICKS: usize = 8;
 
 /// The llama.cpp samplers for these options. Greedy skips the random machinery.
 fn sampler_chain(

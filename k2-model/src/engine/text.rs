@@ -33,6 +33,17 @@ impl TextOut {
         (self.take(safe), false)
     }
 
+    /// Whether `bytes` added now would still read as UTF-8 (a character left unfinished at
+    /// the end is fine: the next token may finish it).
+    pub(crate) fn continues(&self, bytes: &[u8]) -> bool {
+        let mut all = self.pending.clone();
+        all.extend_from_slice(bytes);
+        match std::str::from_utf8(&all) {
+            Ok(_) => true,
+            Err(e) => e.error_len().is_none(),
+        }
+    }
+
     /// Flushes everything still held (an incomplete character becomes U+FFFD).
     pub(crate) fn finish(&mut self) -> String {
         self.decode_pending(true);

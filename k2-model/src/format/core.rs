@@ -12,11 +12,16 @@ use crate::chat::ToolCall;
 
 /// Undecided text plus what has been decided so far.
 pub(crate) struct Core {
-    /// Text received but not yet turned into events.
-    pub buf: String,
-    /// Absolute byte offset of `buf[0]` in the whole output.
+    /// Text received; `data[head..]` is not yet turned into events. Consuming moves `head`
+    /// and the consumed front is dropped when more text arrives, so consuming never moves
+    /// the rest of the buffer.
+    data: String,
+    head: usize,
+    /// Absolute byte offset of `buf()[0]` in the whole output.
     pub base: usize,
     pub events: Vec<ParseEvent>,
+    /// Whether to keep events (a whole-text parse only wants `content` and `calls`).
+    pub record_events: bool,
     /// Content and calls decided so far (kept for truncation reports).
     pub content: String,
     pub calls: Vec<ToolCall>,
@@ -26,27 +31,45 @@ pub(crate) struct Core {
 impl Core {
     pub fn new(known: Option<Arc<HashSet<String>>>) -> Self {
         Core {
-            buf: String::new(),
+            data: String::new(),
+            head: 0,
             base: 0,
             events: Vec::new(),
+            record_events: true,
             content: String::new(),
             calls: Vec::new(),
             known,
         }
     }
 
-    /// Drops the first `n` bytes of the buffer.
+    /// The undecided text.
+    pub fn buf(&self) -> &str {
+        &self.data[self.head..]
+    }
+
+    /// Appends received text.
+    pub fn push(&mut self, text: &str) {
+        if self.head > 0 {
+            self.data.drain(..self.head);
+            self.head = 0;
+        }
+        self.data.push_str(text);
+    }
+
+    /// Drops the first `n` bytes of the undecided text.
     pub fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.head += n;
         self.base += n;
     }
 
-    /// Emits `buf[..n]` as content and consumes it.
+    /// Emits `buf()[..n]` as content and consumes it.
     pub fn emit_content(&mut self, n: usize) {
         if n > 0 {
-            let text = self.buf[..n].to_string();
-            self.content.push_str(&text);
-            self.events.push(ParseEvent::Content(text));
+            let text = &self.data[self.head..self.head + n];
+            self.content.push_str(text);
+            if self.record_events {
+                self.events.push(ParseEvent::Content(text.to_string()));
+            }
             self.consume(n);
         }
     }
@@ -86,15 +109,17 @@ impl Core {
             name: name.to_string(),
             arguments,
         };
-        self.calls.push(call.clone());
-        self.events.push(ParseEvent::ToolCall(call));
+        if self.record_events {
+            self.events.push(ParseEvent::ToolCall(call.clone()));
+        }
+        self.calls.push(call);
         Ok(())
     }
 
     /// Emits as content everything except a suffix that could start one of `markers`.
     pub fn emit_content_except_partial(&mut self, markers: &[&str]) {
-        let keep = partial_suffix(&self.buf, markers);
-        self.emit_content(self.buf.len() - keep);
+        let keep = partial_suffix(self.buf(), markers);
+        self.emit_content(self.buf().len() - keep);
     }
 
     pub fn truncated(&self, offset: usize, expected: &'static str) -> FormatError {
@@ -110,7 +135,7 @@ impl Core {
         FormatError::Unexpected {
             offset: self.base + at,
             expected,
-            found: snippet(&self.buf[at..]),
+            found: snippet(&self.buf()[at..]),
         }
     }
 }
@@ -136,13 +161,22 @@ pub(crate) fn find_from(buf: &str, from: &mut usize, marker: &str) -> Option<usi
         .rev()
         .find(|&i| buf.is_char_boundary(i))
         .unwrap_or(0);
-    match buf[start..].find(marker) {
+    match find(&buf[start..], marker) {
         Some(p) => Some(start + p),
         None => {
             *from = buf.len().saturating_sub(marker.len().saturating_sub(1));
             None
         }
     }
+}
+
+/// `hay.find(needle)`, faster for what the parsers look for: short markers whose first byte
+/// is rare in prose (`<`, `[`), in buffers of a few KB. Building a general substring
+/// searcher for each such search costs more than the search itself.
+pub(crate) fn find(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let first = *n.first()?;
+    memchr::memchr_iter(first, h).find(|&i| h[i..].starts_with(n))
 }
 
 /// Index of the first non-whitespace byte at or after `from`.

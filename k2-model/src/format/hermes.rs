@@ -75,7 +75,7 @@ pub(crate) fn emit_object(core: &mut Core, value: Value, offset: usize) -> Resul
 impl Machine for Hermes {
     fn step(&mut self, core: &mut Core) -> Result<bool, FormatError> {
         match &mut self.state {
-            State::Content => match find_from(&core.buf, &mut 0, OPEN) {
+            State::Content => match find_from(core.buf(), &mut 0, OPEN) {
                 Some(p) => {
                     core.emit_content(p);
                     let start = core.base;
@@ -95,25 +95,25 @@ impl Machine for Hermes {
                 // The call's end is where its JSON object closes (found string-aware, so a
                 // `</tool_call>` inside an argument is just text), then `</tool_call>`.
                 let start = *start;
-                let lead = skip_ws(&core.buf, 0);
-                if lead == core.buf.len() {
+                let lead = skip_ws(core.buf(), 0);
+                if lead == core.buf().len() {
                     return Ok(false);
                 }
-                if !core.buf[lead..].starts_with('{') {
+                if !core.buf()[lead..].starts_with('{') {
                     return Err(core.unexpected(lead, "a JSON object after `<tool_call>`"));
                 }
-                let Some(end) = scanner.advance(&core.buf) else {
+                let Some(end) = scanner.advance(core.buf()) else {
                     return Ok(false);
                 };
-                let after = skip_ws(&core.buf, end);
-                let rest = &core.buf[after..];
+                let after = skip_ws(core.buf(), end);
+                let rest = &core.buf()[after..];
                 if rest.len() < CLOSE.len() && CLOSE.starts_with(rest) {
                     return Ok(false);
                 }
                 if !rest.starts_with(CLOSE) {
                     return Err(core.unexpected(after, "`</tool_call>` after the call object"));
                 }
-                let value: Value = serde_json::from_str(&core.buf[lead..end]).map_err(|e| {
+                let value: Value = serde_json::from_str(&core.buf()[lead..end]).map_err(|e| {
                     FormatError::BadArguments {
                         offset: core.base + lead,
                         name: String::new(),
@@ -131,16 +131,16 @@ impl Machine for Hermes {
     fn finish(&mut self, core: &mut Core) -> Result<(), FormatError> {
         match &self.state {
             State::Content => {
-                core.emit_content(core.buf.len());
+                core.emit_content(core.buf().len());
                 Ok(())
             }
             State::Call { start, .. } => {
                 let start = *start;
                 // Small models often stop right after the JSON and forget `</tool_call>`;
                 // a complete call is still a call.
-                let body = core.buf.trim();
+                let body = core.buf().trim();
                 if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(body) {
-                    core.buf.clear();
+                    core.consume(core.buf().len());
                     return emit_object(core, value, start);
                 }
                 Err(core.truncated(start, "`</tool_call>`"))

@@ -88,8 +88,8 @@ impl Machine for JsonCalls {
     fn step(&mut self, core: &mut Core) -> Result<bool, FormatError> {
         match &mut self.state {
             State::Start => {
-                let at = skip_ws(&core.buf, 0);
-                let rest = &core.buf[at..];
+                let at = skip_ws(core.buf(), 0);
+                let rest = &core.buf()[at..];
                 if rest.is_empty() {
                     return Ok(false);
                 }
@@ -113,7 +113,7 @@ impl Machine for JsonCalls {
             }
             State::Content => {
                 if self.dialect == Dialect::Mistral {
-                    if let Some(p) = core.buf.find(MISTRAL_CALLS) {
+                    if let Some(p) = core.buf().find(MISTRAL_CALLS) {
                         core.emit_content(p);
                         core.consume(MISTRAL_CALLS.len());
                         self.state = State::Value { start: core.base };
@@ -121,14 +121,14 @@ impl Machine for JsonCalls {
                     }
                     core.emit_content_except_partial(&[MISTRAL_CALLS]);
                 } else {
-                    core.emit_content(core.buf.len());
+                    core.emit_content(core.buf().len());
                 }
                 Ok(false)
             }
             State::Value { start } => {
                 let start = *start;
-                let at = skip_ws(&core.buf, 0);
-                let Some(first) = core.buf[at..].chars().next() else {
+                let at = skip_ws(core.buf(), 0);
+                let Some(first) = core.buf()[at..].chars().next() else {
                     return Ok(false);
                 };
                 core.consume(at);
@@ -141,8 +141,8 @@ impl Machine for JsonCalls {
                 }
                 if self.dialect == Dialect::Mistral {
                     // `name[ARGS]{…}` (newer Mistral templates), optionally `[CALL_ID]id`.
-                    if let Some(p) = core.buf.find(MISTRAL_ARGS) {
-                        let head = &core.buf[..p];
+                    if let Some(p) = core.buf().find(MISTRAL_ARGS) {
+                        let head = &core.buf()[..p];
                         let name = head.split(MISTRAL_CALL_ID).next().unwrap_or("").to_string();
                         core.consume(p + MISTRAL_ARGS.len());
                         self.state = State::MistralArgs {
@@ -152,16 +152,16 @@ impl Machine for JsonCalls {
                         };
                         return Ok(true);
                     }
-                    if core.buf.len() <= 256 && !core.buf.contains(['{', '\n']) {
+                    if core.buf().len() <= 256 && !core.buf().contains(['{', '\n']) {
                         return Ok(false);
                     }
                 }
                 Err(core.unexpected(0, "a JSON tool call"))
             }
-            State::Scanning { start, scanner } => match scanner.advance(&core.buf) {
+            State::Scanning { start, scanner } => match scanner.advance(core.buf()) {
                 Some(end) => {
                     let start = *start;
-                    let value: Value = serde_json::from_str(&core.buf[..end]).map_err(|e| {
+                    let value: Value = serde_json::from_str(&core.buf()[..end]).map_err(|e| {
                         FormatError::BadArguments {
                             offset: start,
                             name: String::new(),
@@ -180,14 +180,14 @@ impl Machine for JsonCalls {
                 name,
                 scanner,
             } => {
-                let lead = skip_ws(&core.buf, 0);
-                if core.buf.len() > lead && !core.buf[lead..].starts_with('{') {
+                let lead = skip_ws(core.buf(), 0);
+                if core.buf().len() > lead && !core.buf()[lead..].starts_with('{') {
                     return Err(core.unexpected(lead, "a JSON object after `[ARGS]`"));
                 }
-                match scanner.advance(&core.buf) {
+                match scanner.advance(core.buf()) {
                     Some(end) => {
                         let (start, name) = (*start, std::mem::take(name));
-                        let args = parse_arguments(&core.buf[..end], &name, start)?;
+                        let args = parse_arguments(&core.buf()[..end], &name, start)?;
                         core.consume(end);
                         core.emit_call(None, &name, args, start)?;
                         self.state = State::Between;
@@ -197,8 +197,8 @@ impl Machine for JsonCalls {
                 }
             }
             State::Between => {
-                let at = skip_ws(&core.buf, 0);
-                let rest = &core.buf[at..];
+                let at = skip_ws(core.buf(), 0);
+                let rest = &core.buf()[at..];
                 if rest.is_empty() {
                     return Ok(false);
                 }
@@ -225,18 +225,18 @@ impl Machine for JsonCalls {
     fn finish(&mut self, core: &mut Core) -> Result<(), FormatError> {
         match &self.state {
             State::Start | State::Content => {
-                core.emit_content(core.buf.len());
+                core.emit_content(core.buf().len());
                 Ok(())
             }
             State::Between => {
-                if core.buf.trim().is_empty() {
+                if core.buf().trim().is_empty() {
                     Ok(())
                 } else {
-                    Err(core.unexpected(skip_ws(&core.buf, 0), "the end of the output"))
+                    Err(core.unexpected(skip_ws(core.buf(), 0), "the end of the output"))
                 }
             }
             // Only a trailing separator after complete calls: nothing is lost.
-            State::Value { .. } if core.buf.trim().is_empty() && !core.calls.is_empty() => Ok(()),
+            State::Value { .. } if core.buf().trim().is_empty() && !core.calls.is_empty() => Ok(()),
             State::Value { start }
             | State::Scanning { start, .. }
             | State::MistralArgs { start, .. } => {

@@ -65,22 +65,22 @@ impl Machine for K2 {
         match &mut self.state {
             State::Content => {
                 let mut from = 0;
-                if let Some(p) = find_from(&core.buf, &mut from, SECTION_BEGIN) {
+                if let Some(p) = find_from(core.buf(), &mut from, SECTION_BEGIN) {
                     core.emit_content(p);
                     self.state = State::Section { start: core.base };
                     core.consume(SECTION_BEGIN.len());
                     return Ok(true);
                 }
                 // A call marker outside a section would otherwise leak into the content.
-                if let Some(p) = find_from(&core.buf, &mut 0, CALL_BEGIN) {
+                if let Some(p) = find_from(core.buf(), &mut 0, CALL_BEGIN) {
                     return Err(core.unexpected(p, "`<|tool_calls_section_begin|>` before a call"));
                 }
                 core.emit_content_except_partial(&[SECTION_BEGIN, CALL_BEGIN]);
                 Ok(false)
             }
             State::Section { .. } => {
-                let at = skip_ws(&core.buf, 0);
-                let rest = &core.buf[at..];
+                let at = skip_ws(core.buf(), 0);
+                let rest = &core.buf()[at..];
                 if rest.starts_with(CALL_BEGIN) {
                     core.consume(at + CALL_BEGIN.len());
                     self.state = State::Header {
@@ -99,9 +99,9 @@ impl Machine for K2 {
                         .unexpected(at, "`<|tool_call_begin|>` or `<|tool_calls_section_end|>`"))
                 }
             }
-            State::Header { start, scan } => match find_from(&core.buf, scan, ARG_BEGIN) {
+            State::Header { start, scan } => match find_from(core.buf(), scan, ARG_BEGIN) {
                 Some(p) => {
-                    let id = core.buf[..p].trim().to_string();
+                    let id = core.buf()[..p].trim().to_string();
                     if id.contains("<|") {
                         return Err(core.unexpected(0, "a call id such as `functions.NAME:0`"));
                     }
@@ -120,7 +120,7 @@ impl Machine for K2 {
                     };
                     Ok(true)
                 }
-                None if core.buf.len() > MAX_HEADER || core.buf.contains(CALL_END) => {
+                None if core.buf().len() > MAX_HEADER || core.buf().contains(CALL_END) => {
                     Err(core.unexpected(0, "`<|tool_call_argument_begin|>` after the call id"))
                 }
                 None => Ok(false),
@@ -131,9 +131,9 @@ impl Machine for K2 {
                 name,
                 scan,
                 ..
-            } => match find_from(&core.buf, scan, CALL_END) {
+            } => match find_from(core.buf(), scan, CALL_END) {
                 Some(p) => {
-                    let args = parse_arguments(&core.buf[..p], name, *start)?;
+                    let args = parse_arguments(&core.buf()[..p], name, *start)?;
                     let (id, name, start) = (std::mem::take(id), std::mem::take(name), *start);
                     core.consume(p + CALL_END.len());
                     core.emit_call(Some(id), &name, args, start)?;
@@ -148,11 +148,13 @@ impl Machine for K2 {
     fn finish(&mut self, core: &mut Core) -> Result<(), FormatError> {
         match &self.state {
             State::Content => {
-                core.emit_content(core.buf.len());
+                core.emit_content(core.buf().len());
                 Ok(())
             }
             // All calls complete, only the closing marker missing: nothing is lost.
-            State::Section { .. } if core.buf.trim().is_empty() && !core.calls.is_empty() => Ok(()),
+            State::Section { .. } if core.buf().trim().is_empty() && !core.calls.is_empty() => {
+                Ok(())
+            }
             State::Section { start } => Err(core.truncated(*start, "`<|tool_calls_section_end|>`")),
             State::Header { start, .. } => {
                 Err(core.truncated(*start, "`<|tool_call_argument_begin|>`"))

@@ -294,10 +294,9 @@ impl StreamParser {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        // The machines consume from the front of their buffer; a big piece goes in a few KB
-        // at a time so that the buffer, and each consume, stays small (linear, not
-        // quadratic, in the length of a whole output parsed at once).
-        const CHUNK: usize = 4096;
+        // A big piece goes in a few KB at a time: the machines search their whole buffer for
+        // markers, so a small buffer keeps parsing a whole output at once linear.
+        const CHUNK: usize = 1024;
         let mut rest = piece;
         let mut result = Ok(());
         while !rest.is_empty() && result.is_ok() {
@@ -305,7 +304,7 @@ impl StreamParser {
             while !rest.is_char_boundary(cut) {
                 cut += 1;
             }
-            self.core.buf.push_str(&rest[..cut]);
+            self.core.push(&rest[..cut]);
             rest = &rest[cut..];
             result = self.drive();
         }
@@ -364,6 +363,9 @@ impl StreamParser {
 /// ```
 pub fn parse(format: ToolFormat, text: &str) -> Result<Parsed, FormatError> {
     let mut parser = StreamParser::new(format);
+    // Only the result is wanted: no event copies of the content and calls.
+    parser.core.record_events = false;
+    parser.core.content.reserve(text.len());
     parser.feed(text)?;
     parser.finish()?;
     Ok(Parsed {
