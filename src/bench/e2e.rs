@@ -86,10 +86,10 @@ fn plain(messages: &[Message], tools: &[ToolSpec]) -> Vec<PeerMessage> {
         .collect()
 }
 
+/// One run of the peer loop; `dir` holds `peer_agent.py`.
 fn peer(python: &Path, dir: &Path, spec: &serde_json::Value) -> Result<PeerRun, String> {
     let script = dir.join("peer_agent.py");
     let spec_path = dir.join("spec.json");
-    std::fs::write(&script, PEER_SCRIPT).map_err(|e| e.to_string())?;
     std::fs::write(&spec_path, spec.to_string()).map_err(|e| e.to_string())?;
     let out = Command::new(python)
         .arg(&script)
@@ -178,6 +178,7 @@ pub async fn end_to_end(
     let server = LlamaServer::start(&peers.join("llama-server"), &setup.model, &args).await?;
     let dir = std::env::temp_dir().join(format!("k2-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("peer_agent.py"), PEER_SCRIPT)?;
 
     let system = fold_tools_into_messages(&[Message::system(SYSTEM)], &tools)
         .remove(0)
