@@ -86,7 +86,6 @@ pub async fn kv_reuse(
             })
             .build()?;
         let mut run = agent.stream("Research rivers, one topic at a time.");
-        let mut last = None;
         trace.clear();
         let (mut evaluated, mut without_reuse) = (0, 0);
         while let Some(event) = run.next().await {
@@ -99,14 +98,12 @@ pub async fn kv_reuse(
                     held: u.prompt_tokens + u.completion_tokens,
                     without_reuse,
                 });
-                last = Some(u);
             }
         }
-        let outcome = run.finish().await?;
-        let u = outcome.usage.model;
-        let evaluated = (u.prompt_tokens_evaluated + u.completion_tokens_evaluated) as f64;
-        let held = last.map_or(0, |l| l.prompt_tokens + l.completion_tokens) as f64;
-        let ratio = evaluated / held;
+        run.finish().await?;
+        let end = *trace.last().ok_or("the run finished no step")?;
+        let held = end.held as f64;
+        let ratio = end.evaluated as f64 / held;
         figures.push(Figure {
             name: format!("KV reuse over a {n}-step run (evaluated / held tokens)"),
             value: ratio,

@@ -1,6 +1,6 @@
 //! `k2 bench`: k2 measured side by side with its peers in one run, reported as ratios.
 //!
-//! Each figure is a median over repeated runs (the minimum is kept too), next to a reference
+//! Each figure is a median over repeated runs (the best run is kept too), next to a reference
 //! measured in the same run where there is one, with the target the issue tracker set.
 //! Results go to `target/bench/report.json`, `report.md` (the table) and `report.png` (the
 //! chart).

@@ -102,17 +102,25 @@ impl Probe {
         );
         candidates.apply_sampler(grammar);
         let kind = |token| self.tokens.iter().find(|(t, _)| *t == token).map(|p| p.1);
-        let allowed: Vec<(LlamaToken, Option<Kind>)> = candidates
-            .data
-            .iter()
-            .filter(|d| d.logit().is_finite())
-            .map(|d| (d.id(), kind(d.id())))
-            .collect();
-        match allowed[..] {
-            // Models often have several end tokens (`<|im_end|>`, `<|endoftext|>`).
-            _ if !allowed.is_empty() && allowed.iter().all(|a| a.1 == Some(Kind::End)) => Next::End,
-            [(token, Some(Kind::Byte(b)))] if b.is_ascii() => Next::Forced(token, Kind::Byte(b)),
-            [(token, Some(Kind::Control))] => Next::Forced(token, Kind::Control),
+        // Decided as soon as two allowed probes are not both ends: in free text that is
+        // after the first two, not after the whole probe set.
+        let (mut only, mut ends) = (None, 0);
+        for d in candidates.data.iter().filter(|d| d.logit().is_finite()) {
+            match kind(d.id()) {
+                // Models often have several end tokens (`<|im_end|>`, `<|endoftext|>`).
+                Some(Kind::End) => ends += 1,
+                _ if only.is_some() => return Next::Free,
+                k => only = Some((d.id(), k)),
+            }
+        }
+        match (only, ends) {
+            (None, 0) => Next::Free,
+            (None, _) => Next::End,
+            (Some(_), 1..) => Next::Free,
+            (Some((token, Some(Kind::Byte(b)))), _) if b.is_ascii() => {
+                Next::Forced(token, Kind::Byte(b))
+            }
+            (Some((token, Some(Kind::Control))), _) => Next::Forced(token, Kind::Control),
             _ => Next::Free,
         }
     }
